@@ -1,0 +1,180 @@
+# trainyard — `make help` lists every target. Local targets need only Python 3.11;
+# docker-* targets need a Docker engine (and the NVIDIA Container Toolkit for GPU services).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NOX := $(BIN)/nox
+PACKAGES := carla-env driving-vla trainers-rl vla-finetune env-servers model-merger
+ALL_PACKAGES := core $(PACKAGES)
+PACKAGE_EXTRAS := core[tensorboard] carla-env[carla]
+TRAIN_CONFIG ?= configs/train/ppo_cartpole.yaml
+RUNS_DIR ?= runs
+ARGS ?=
+
+IMAGE_PREFIX ?= trainyard
+TAG ?= latest
+USER_UID ?= $(shell id -u)
+USER_GID ?= $(shell id -g)
+ENV_PORT ?= 36001
+MAX_ROUND ?= 10
+export IMAGE_PREFIX TAG USER_UID USER_GID ENV_PORT MAX_ROUND
+
+ENV_FILE ?= .env
+COMPOSE = docker compose -f compose/compose.yaml $(if $(wildcard $(ENV_FILE)),--env-file $(ENV_FILE))
+DOCKER_BUILD = docker build $(if $(DOCKER_CA),--secret id=ca$(comma)src=$(DOCKER_CA))
+comma := ,
+
+# --- guards: evaluated when a recipe is expanded, i.e. before any of its commands run ------
+# A missing variable stops make at once with exit status 2 and one line naming it.
+require = $(if $(strip $($(1))),,$(error $(1) is required: $(2)))
+# One line, exit status 2, when no Docker engine answers.
+docker_engine = $(shell docker info >/dev/null 2>&1 && echo yes)
+require_docker = $(if $(docker_engine),,$(error No Docker engine is running here (`docker info` failed): start Docker, or use the local targets (make train, make test)))
+# JUPYTER_TOKEN from the environment, else from .env.
+jupyter_token = $(or $(JUPYTER_TOKEN),$(shell sed -n "s/^JUPYTER_TOKEN=//p" $(ENV_FILE) 2>/dev/null))
+
+##@ Local (no Docker)
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} \
+		/^##@/ {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} \
+		/^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@printf "  \033[36m%-26s\033[0m %s\n" $(foreach p,$(PACKAGES),"docker-build-$(p)" "Build the $(p) image (builds the base first if missing)")
+	@echo
+
+$(VENV)/.tools-stamp: constraints.txt ci/bootstrap-requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --constraint constraints.txt -r ci/bootstrap-requirements.txt
+	@touch $@
+
+$(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh $(wildcard packages/*/pyproject.toml)
+	UV=$(BIN)/uv VIRTUAL_ENV=$(abspath $(VENV)) bash ci/install.sh \
+		$(foreach p,$(ALL_PACKAGES),-e "./packages/$(or $(filter $(p)[%],$(PACKAGE_EXTRAS)),$(p))")
+	@touch $@
+
+.PHONY: setup
+setup: $(VENV)/.packages-stamp ## Create .venv with uv, nox and every package (editable)
+
+.PHONY: train
+train: setup ## Main job: PPO on CartPole-v1, evaluated beside a random policy (TRAIN_CONFIG=..., ARGS=...)
+	$(BIN)/trainers-rl ppo --config $(TRAIN_CONFIG) --output-dir $(RUNS_DIR) $(ARGS)
+
+.PHONY: test
+test: $(VENV)/.tools-stamp ## Run every test with nox (ARGS are passed to pytest)
+	$(NOX) -s tests $(if $(ARGS),-- $(ARGS))
+
+.PHONY: lint
+lint: $(VENV)/.tools-stamp ## ruff and yapf --diff
+	$(NOX) -s lint
+
+.PHONY: format
+format: $(VENV)/.tools-stamp ## Format Python sources in place (yapf, ruff fixes)
+	$(NOX) -s format
+
+.PHONY: typecheck
+typecheck: $(VENV)/.tools-stamp ## mypy over every package
+	$(NOX) -s typecheck
+
+.PHONY: docker-lint
+docker-lint: $(VENV)/.tools-stamp ## hadolint, compose config, actionlint, check-jsonschema, shellcheck
+	$(NOX) -s docker_lint
+
+.PHONY: bench
+bench: $(VENV)/.tools-stamp ## Run the benchmarks (each prints its anchor beside it)
+	$(NOX) -s bench $(if $(ARGS),-- $(ARGS))
+
+.PHONY: constraints
+constraints: $(VENV)/.tools-stamp ## Re-pin constraints.txt from every pyproject.toml
+	PATH=$(abspath $(BIN)):$$PATH bash ci/lock.sh
+
+.PHONY: tensorboard
+tensorboard: setup ## TensorBoard on the runs directory (http://localhost:6006)
+	$(BIN)/tensorboard --logdir $(RUNS_DIR) --port 6006
+
+.PHONY: clean
+clean: ## Remove .venv, .nox and caches (keeps runs/)
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache
+	find packages tests -name __pycache__ -type d -prune -exec rm -rf {} +
+
+##@ Docker
+
+.PHONY: docker-build
+docker-build: ## Build the base image, then one image per package and the tools image
+	$(require_docker)
+	$(MAKE) docker-build-base
+	$(MAKE) $(addprefix docker-build-,$(PACKAGES)) docker-build-tools
+
+.PHONY: docker-build-base
+docker-build-base: ## Build the CUDA + Python + torch base image
+	$(require_docker)
+	$(DOCKER_BUILD) -f docker/base.Dockerfile \
+		--build-arg USER_UID=$(USER_UID) --build-arg USER_GID=$(USER_GID) \
+		-t $(IMAGE_PREFIX)/base:$(TAG) .
+
+.PHONY: $(addprefix docker-build-,$(PACKAGES) tools)
+$(addprefix docker-build-,$(PACKAGES)): docker-build-%:
+	$(require_docker)
+	@docker image inspect $(IMAGE_PREFIX)/base:$(TAG) >/dev/null 2>&1 || $(MAKE) docker-build-base
+	$(DOCKER_BUILD) -f docker/$*.Dockerfile --build-arg BASE_IMAGE=$(IMAGE_PREFIX)/base:$(TAG) \
+		-t $(IMAGE_PREFIX)/$*:$(TAG) .
+
+docker-build-tools: ## Build the tools image (JupyterLab, formatters) on the trainers-rl image
+	$(require_docker)
+	@docker image inspect $(IMAGE_PREFIX)/trainers-rl:$(TAG) >/dev/null 2>&1 || $(MAKE) docker-build-trainers-rl
+	$(DOCKER_BUILD) -f docker/tools.Dockerfile \
+		--build-arg BASE_IMAGE=$(IMAGE_PREFIX)/trainers-rl:$(TAG) -t $(IMAGE_PREFIX)/tools:$(TAG) .
+
+.PHONY: docker-train-shell
+docker-train-shell: ## Interactive shell in the training container (GPU)
+	$(require_docker)
+	$(COMPOSE) --profile train run --rm train bash
+
+.PHONY: docker-merge
+docker-merge: ## Check a checkpoint with model-merger: LOCAL_DIR=... [SAVE_DIR=...] [HF_UPLOAD_PATH=...]
+	$(call require,LOCAL_DIR,make docker-merge LOCAL_DIR=saves/global_step_100/actor [SAVE_DIR=models/merged] [HF_UPLOAD_PATH=user/model])
+	$(require_docker)
+	$(COMPOSE) --profile model-merger run --rm -e LOCAL_DIR="$(LOCAL_DIR)" \
+		-e SAVE_DIR="$(SAVE_DIR)" -e HF_UPLOAD_PATH="$(HF_UPLOAD_PATH)" model-merger
+
+.PHONY: docker-format
+docker-format: ## Format the sources with yapf inside the tools image
+	$(require_docker)
+	$(COMPOSE) --profile formatter run --rm formatter
+
+.PHONY: docker-env
+docker-env: ## Start the env-servers container on ENV_PORT (default 36001)
+	$(require_docker)
+	$(COMPOSE) --profile env up -d --wait env-server
+
+.PHONY: docker-eval
+docker-eval: ## Start the env server if needed, then check it answers from the eval-runner
+	$(require_docker)
+	$(COMPOSE) --profile eval run --rm eval-runner
+
+.PHONY: docker-clean
+docker-clean: ## Stop every service and remove trainyard's containers and images
+	$(require_docker)
+	$(COMPOSE) --profile '*' down --remove-orphans
+	-docker image rm $(foreach i,base $(PACKAGES) tools,$(IMAGE_PREFIX)/$(i):$(TAG))
+
+.PHONY: carla-up
+carla-up: ## Start the CARLA 0.9.16 server (headless, GPU) and wait until it answers
+	$(require_docker)
+	$(COMPOSE) --profile simulation up -d --wait carla
+
+.PHONY: carla-down
+carla-down: ## Stop the CARLA server
+	$(require_docker)
+	$(COMPOSE) --profile simulation rm --stop --force carla
+
+.PHONY: notebook
+notebook: ## JupyterLab in the tools image (needs JUPYTER_TOKEN in .env or the environment)
+	$(if $(jupyter_token),,$(error JUPYTER_TOKEN is required: set it in .env or the environment (no default token is allowed)))
+	$(require_docker)
+	JUPYTER_TOKEN="$(jupyter_token)" $(COMPOSE) --profile notebook up -d notebook

@@ -1,0 +1,109 @@
+"""Sessions for testing, linting and benchmarking trainyard. `nox -l` lists them.
+
+Every install goes through ci/install.sh (uv, pinned by constraints.txt), the same command
+the Dockerfiles run. Arguments after `--` reach pytest (or the tool a session runs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = [
+    "core", "carla-env", "driving-vla", "trainers-rl", "vla-finetune", "env-servers", "model-merger"
+]
+# Optional extras the tests exercise (the carla client is tested without a server).
+EXTRAS = {"core": "[tensorboard]", "carla-env": "[carla]"}
+DEV_REQUIREMENTS = "ci/dev-requirements.txt"
+SOURCES = ["noxfile.py", "ci", "packages", "tests", "benchmarks"]
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+nox.options.sessions = ["lint", "tests", "docker_lint"]
+
+
+def _uv() -> str:
+    """The uv that runs nox (installed beside it by `make setup`), else the one on PATH."""
+    local = Path(sys.executable).parent / "uv"
+    found = str(local) if local.exists() else shutil.which("uv")
+    if not found:
+        raise RuntimeError("uv not found: run `make setup` (it installs uv beside nox)")
+    return found
+
+
+def install(session: nox.Session, *args: str) -> None:
+    """Install into the session's venv with ci/install.sh."""
+    session.run("bash", str(ROOT / "ci/install.sh"), *args, external=True, env={"UV": _uv()})
+
+
+def install_packages(session: nox.Session, packages: list[str]) -> None:
+    editable = []
+    for name in packages:
+        editable += ["-e", f"./packages/{name}{EXTRAS.get(name, '')}"]
+    install(session, *editable, "-r", DEV_REQUIREMENTS)
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    session.run("pytest", *(session.posargs or paths))
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Every package's tests and the cross-package tests in tests/."""
+    install_packages(session, PACKAGES)
+    _pytest(session, *[f"packages/{name}/tests" for name in PACKAGES], "tests")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("package", PACKAGES)
+def package_tests(session: nox.Session, package: str) -> None:
+    """One package's tests, in a venv holding only that package and what it depends on."""
+    install_packages(session, [package])
+    _pytest(session, f"packages/{package}/tests")
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff, and yapf in diff mode (fails on any formatting change)."""
+    install(session, "ruff", "yapf")
+    session.run("ruff", "check", *SOURCES, *session.posargs)
+    session.run("yapf", "--diff", "--recursive", "--parallel", *SOURCES)
+
+
+@nox.session(name="format", python="3.11")
+def format_(session: nox.Session) -> None:
+    """Format every Python file in place with yapf, and apply ruff's safe fixes."""
+    install(session, "ruff", "yapf")
+    session.run("ruff", "check", "--fix-only", "--quiet", *SOURCES)
+    session.run("yapf", "--in-place", "--recursive", "--parallel", *SOURCES)
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package's sources."""
+    install_packages(session, PACKAGES)
+    sources = [f"packages/{name}/src" for name in PACKAGES]
+    session.run("mypy", *(session.posargs or sources))
+
+
+@nox.session(python="3.11")
+def docker_lint(session: nox.Session) -> None:
+    """hadolint, Compose v2 config, actionlint, check-jsonschema and shellcheck."""
+    install(session, "-r", DEV_REQUIREMENTS)
+    session.run("python", "ci/docker_lint.py", *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: each prints its figure beside an anchor measured in the same run."""
+    install_packages(session, PACKAGES)
+    scripts = session.posargs or sorted(str(p) for p in (ROOT / "benchmarks").glob("*.py"))
+    for script in scripts:
+        session.run("python", script)

@@ -1,0 +1,48 @@
+"""``carla-env``: inspect a simulator config and check a CARLA server."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from carla_env.carla_client import CarlaConnectionError, server_version
+from carla_env.config import SimulatorConfig
+from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.config import to_yaml
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carla-env",
+                                     description="trainyard driving environments.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("config",
+                               help="validate a simulator config and print it resolved",
+                               description="Validate a SimulatorConfig and print it as YAML.")
+    add_config_arguments(show, SimulatorConfig)
+    check = commands.add_parser("check",
+                                help="check that a CARLA server answers",
+                                description="Connect to the CARLA server of a SimulatorConfig "
+                                "and print its version; exit 1 if none answers.")
+    add_config_arguments(check, SimulatorConfig)
+    return parser
+
+
+@main_guard
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``carla-env`` command."""
+    args = parse_args(build_parser(), argv)
+    cfg = config_from_args(SimulatorConfig, args)
+    if args.command == "config":
+        print(to_yaml(cfg), end="")
+        return 0
+    try:
+        client_version, server = server_version(cfg.carla_host, cfg.carla_port, cfg.carla_timeout)
+    except CarlaConnectionError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"CARLA server {server} at {cfg.carla_host}:{cfg.carla_port} (client {client_version})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""The carla-env command: config printing and the server check."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from carla_env.cli import main
+
+
+def test_config_prints_resolved_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--carla-town", "Town03", "image_width=64"]) == 0
+    out = capsys.readouterr().out
+    assert "carla_town: Town03" in out
+    assert "image_width: 64" in out
+
+
+def test_bad_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "backend=unreal"]) == 2
+    assert "backend must be one of" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_check_without_server_names_address_and_remedy(capsys: pytest.CaptureFixture[str]) -> None:
+    port = _free_port()
+    assert main(["check", "--carla-host", "127.0.0.1", f"carla_port={port}",
+                 "carla_timeout=1"]) == 1
+    out = capsys.readouterr().out
+    assert f"127.0.0.1:{port}" in out
+    assert "make carla-up" in out
+
+
+@pytest.mark.carla
+def test_check_reaches_live_server(capsys: pytest.CaptureFixture[str]) -> None:
+    host = os.environ.get("CARLA_HOST", "127.0.0.1")
+    port = os.environ.get("CARLA_PORT", "2000")
+    assert main(["check", f"carla_host={host}", f"carla_port={port}", "carla_timeout=20"]) == 0
+    assert "CARLA server 0.9.16" in capsys.readouterr().out

@@ -1,0 +1,132 @@
+"""One command-line style for every trainyard tool, generated from its config dataclass.
+
+A command accepts ``--config FILE`` (repeatable), one ``--flag`` per config field, and dotted
+``key=value`` overrides, so both a flag table (``--batch-size 8 --use-lora``) and
+Hydra-style overrides (``algorithm.adv_estimator=grpo``) reach the same dataclass. Flags are
+the field's dotted key with ``_`` written ``-`` (``--optim.lr``, ``--batch-size``), plus any
+aliases a field declares in ``metadata={"flags": (...)}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from trainyard_core.config import ConfigError, FieldInfo, iter_fields, load_config, to_yaml
+
+T = TypeVar("T")
+
+__all__ = ["add_config_arguments", "config_from_args", "main_guard", "parse_args"]
+
+_OVERRIDES = "_trainyard_overrides"
+
+
+class _Override(argparse.Action):
+    """Record ``--flag value`` as the override ``key=value``, in command-line order."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, key: str, is_bool: bool,
+                 **kwargs: Any) -> None:
+        self.key = key
+        self.is_bool = is_bool
+        if is_bool:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self,
+                 parser: argparse.ArgumentParser,
+                 namespace: argparse.Namespace,
+                 values: Any,
+                 option_string: str | None = None) -> None:
+        if self.is_bool:
+            value = "false" if option_string and option_string.startswith("--no-") else "true"
+        else:
+            value = values
+        items = list(getattr(namespace, _OVERRIDES, None) or [])
+        items.append(f"{self.key}={value}")
+        setattr(namespace, _OVERRIDES, items)
+
+
+def _flag_names(info: FieldInfo) -> list[str]:
+    names = [f"--{info.key.replace('_', '-')}"]
+    names += [f for f in info.flags if f not in names]
+    return names
+
+
+def _help_text(info: FieldInfo) -> str:
+    default = "required" if info.default is dataclasses.MISSING else f"default: {info.default!r}"
+    text = f"{info.help} " if info.help else ""
+    return f"{text}({default})".replace("%", "%%")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add ``--config``, ``--print-config``, one flag per field and ``key=value`` overrides."""
+    parser.add_argument("--config",
+                        action="append",
+                        default=[],
+                        metavar="FILE",
+                        help="YAML config file; repeat to layer several (later files win)")
+    parser.add_argument("--print-config",
+                        action="store_true",
+                        help="print the resolved config as YAML and exit")
+    group = parser.add_argument_group(f"{cls.__name__} settings (or write key=value)")
+    for info in iter_fields(cls):
+        is_bool = info.base_type is bool
+        names = _flag_names(info)
+        if is_bool:
+            names += [n.replace("--", "--no-", 1) for n in names]
+        group.add_argument(*names,
+                           action=_Override,
+                           key=info.key,
+                           is_bool=is_bool,
+                           dest=argparse.SUPPRESS,
+                           default=argparse.SUPPRESS,
+                           metavar=info.key.rsplit(".", 1)[-1].upper(),
+                           help=_help_text(info))
+    parser.set_defaults(overrides=[])
+    usage = parser.format_usage().removeprefix("usage: ").strip()
+    parser.usage = f"{usage} [key=value ...]"
+    epilog = "Dotted key=value overrides may follow, applied after files and flags."
+    parser.epilog = f"{parser.epilog}\n\n{epilog}" if parser.epilog else epilog
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; bare ``key=value`` words anywhere become ``args.overrides``."""
+    args, extra = parser.parse_known_args(argv)
+    bad = [word for word in extra if word.startswith("-") or "=" not in word]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} "
+                     "(expected --flags or key=value overrides)")
+    args.overrides = list(getattr(args, "overrides", [])) + extra
+    return args
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """Resolve the config a parsed command line describes (see ``add_config_arguments``)."""
+    overrides = list(getattr(args, _OVERRIDES, None) or []) + list(args.overrides)
+    cfg = load_config(cls, files=args.config, overrides=overrides)
+    if args.print_config:
+        sys.stdout.write(to_yaml(cfg))
+        raise SystemExit(0)
+    return cfg
+
+
+def main_guard(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int]:
+    """Wrap a CLI ``main`` so bad input ends in one clear line and exit status 2."""
+
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return int(main(argv) or 0)
+        except (ConfigError, FileNotFoundError, FileExistsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    wrapped.__doc__ = main.__doc__
+    wrapped.__name__ = main.__name__
+    return wrapped

@@ -1,0 +1,195 @@
+"""Dataclass configs, loadable from YAML, overridable from the command line.
+
+Every trainyard tool describes its settings as a (possibly nested) dataclass. A config is
+resolved in layers, lowest first: the dataclass defaults, YAML files in the order given, then
+overrides as dotted ``key=value`` strings. OmegaConf does the merging and type conversion; this
+module adds error messages that name the key, where it came from and what was expected, and
+keeps string fields from YAML's guessing (``name=yes`` stays the string ``"yes"``).
+
+Validation beyond types belongs in each dataclass's ``__post_init__``: it runs once on the
+final, merged values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from trainyard_core.io import atomic_write_text
+
+T = TypeVar("T")
+
+__all__ = ["ConfigError", "FieldInfo", "iter_fields", "load_config", "save_config", "to_yaml"]
+
+
+class ConfigError(ValueError):
+    """A config value, key or file that cannot be used, with where it came from."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """One leaf setting of a config dataclass, addressed by its dotted key."""
+
+    key: str
+    type: Any
+    default: Any
+    help: str
+    flags: tuple[str, ...]
+
+    @property
+    def base_type(self) -> Any:
+        """The type with ``Optional`` removed."""
+        return _strip_optional(self.type)
+
+
+def _strip_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def iter_fields(cls: type, prefix: str = "") -> Iterator[FieldInfo]:
+    """Yield every leaf field of a config dataclass, nested dataclasses flattened."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        tp = hints[f.name]
+        key = f"{prefix}{f.name}"
+        inner = _strip_optional(tp)
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            yield from iter_fields(inner, prefix=f"{key}.")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        yield FieldInfo(key=key,
+                        type=tp,
+                        default=default,
+                        help=str(f.metadata.get("help", "")),
+                        flags=tuple(f.metadata.get("flags", ())))
+
+
+def _field_index(cls: type) -> dict[str, FieldInfo]:
+    return {info.key: info for info in iter_fields(cls)}
+
+
+def _section_keys(cls: type, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = _strip_optional(hints[f.name])
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            keys.add(f"{prefix}{f.name}")
+            keys |= _section_keys(inner, prefix=f"{prefix}{f.name}.")
+    return keys
+
+
+def _describe(exc: OmegaConfBaseException) -> str:
+    # OmegaConf appends "full_key: …/object_type=…" lines; the first line is the message.
+    return str(exc).splitlines()[0].strip()
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist (expected a YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def _parse_override(item: str, index: dict[str, FieldInfo], sections: set[str]) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key not in index:
+        if key in sections:
+            raise ConfigError(f"override {item!r} sets the section {key!r}; "
+                              f"set one of its keys instead ({key}.<name>=value)")
+        close = difflib.get_close_matches(key, list(index), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"override {item!r}: unknown key {key!r}{hint}")
+    info = index[key]
+    if info.base_type in (str, Path):
+        if info.base_type is not info.type and raw in ("null", "~", ""):
+            return key, None
+        # Strings stay verbatim: YAML would turn "yes" into True and "1e3" into 1000.0.
+        return key, raw
+    try:
+        return key, yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value {raw!r} cannot be parsed: {exc}") from exc
+
+
+def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> T:
+    """Build ``cls`` from its defaults, then YAML ``files``, then ``key=value`` ``overrides``."""
+    index = _field_index(cls)
+    sections = _section_keys(cls)
+    try:
+        merged: DictConfig = OmegaConf.structured(cls)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"{cls.__name__} is not a usable config dataclass: {_describe(exc)}") from exc
+    for file in files:
+        path = Path(file)
+        try:
+            merged = typing.cast(DictConfig, OmegaConf.merge(merged, _load_yaml(path)))
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None)
+            where = f" at key {key!r}" if key else ""
+            raise ConfigError(f"config file {str(path)!r}{where}: {_describe(exc)}") from exc
+    for item in overrides:
+        key, value = _parse_override(item, index, sections)
+        try:
+            OmegaConf.update(merged, key, value, merge=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {item!r}: {_describe(exc)} "
+                              f"(expected {_type_name(index[key].type)})") from exc
+    try:
+        return typing.cast(T, OmegaConf.to_object(merged))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"{cls.__name__}: {_describe(exc)}" +
+                          (f" (key {key!r})" if key else "")) from exc
+    except (ValueError, TypeError) as exc:
+        # Raised by a dataclass's __post_init__ on merged values.
+        raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+
+def _type_name(tp: Any) -> str:
+    base = _strip_optional(tp)
+    name = getattr(base, "__name__", str(base))
+    return f"{name} or null" if base is not tp else name
+
+
+def to_yaml(cfg: Any) -> str:
+    """The YAML text of a config dataclass instance; ``load_config`` reads it back."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML, atomically (a reader never sees half a file)."""
+    return atomic_write_text(Path(path), to_yaml(cfg))

@@ -1,0 +1,73 @@
+"""One CLI style serves a flag table (seed 002) and dotted overrides (AgentGym-RL's GRPO)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.config import ConfigError
+
+
+@dataclasses.dataclass
+class Algorithm:
+    adv_estimator: str = "gae"
+    rounds: int = 1
+
+
+@dataclasses.dataclass
+class Job:
+    backend: str = "openvla"
+    batch_size: int = 16
+    use_lora: bool = True
+    lora_rank: int = dataclasses.field(default=32, metadata={"flags": ("--rank",)})
+    algorithm: Algorithm = dataclasses.field(default_factory=Algorithm)
+
+
+def _parse(argv: list[str]) -> Job:
+    parser = argparse.ArgumentParser(prog="job")
+    add_config_arguments(parser, Job)
+    return config_from_args(Job, parse_args(parser, argv))
+
+
+def test_flag_table_style() -> None:
+    cfg = _parse(["--backend", "openpi", "--batch-size", "8", "--no-use-lora", "--rank", "4"])
+    assert cfg == Job(backend="openpi", batch_size=8, use_lora=False, lora_rank=4)
+
+
+def test_dotted_overrides_mixed_with_flags(tmp_path: Path) -> None:
+    file = tmp_path / "job.yaml"
+    file.write_text("batch_size: 4\nalgorithm: {rounds: 3}\n")
+    cfg = _parse(["algorithm.adv_estimator=grpo", "--config", str(file), "--algorithm.rounds", "5"])
+    assert cfg.algorithm == Algorithm(adv_estimator="grpo", rounds=5)
+    assert cfg.batch_size == 4
+
+
+def test_key_value_wins_over_flag() -> None:
+    assert _parse(["batch_size=2", "--batch-size", "9"]).batch_size == 2
+
+
+def test_print_config_exits_with_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(["--print-config", "algorithm.rounds=7"])
+    assert exit_info.value.code == 0
+    assert "rounds: 7" in capsys.readouterr().out
+
+
+def test_stray_word_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(["oops"])
+    assert exit_info.value.code == 2
+    assert "oops" in capsys.readouterr().err
+
+
+def test_main_guard_turns_config_errors_into_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+
+    def main(argv: list[str] | None) -> int:
+        raise ConfigError("override 'x=1': unknown key 'x'")
+
+    assert main_guard(main)([]) == 2
+    assert "unknown key 'x'" in capsys.readouterr().err

@@ -1,0 +1,37 @@
+"""Atomic writes leave the old state or the new one, never half of either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainyard_core.io import atomic_directory, atomic_write_text
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_failed_directory_write_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "part.bin").write_bytes(b"x")
+        raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_directory_needs_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="already exists"), atomic_directory(target):
+        pass
+    with atomic_directory(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

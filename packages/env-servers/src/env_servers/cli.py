@@ -1,0 +1,83 @@
+"""``env-servers``: run an environment server."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import httpx
+import uvicorn
+
+from env_servers.app import create_app
+from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+
+DEFAULT_PORT = 36001
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    """Where the server listens."""
+
+    host: str = dataclasses.field(
+        default="127.0.0.1",
+        metadata={"help": "address to bind; 0.0.0.0 opens it to the "
+                          "network"})
+    port: int = DEFAULT_PORT
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="env-servers",
+                                     description="HTTP environment servers for LLM agents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve",
+                                help="run the server (GET /health, OpenAPI docs at /docs)",
+                                description="Run the env-servers HTTP server with uvicorn.")
+    add_config_arguments(serve, ServeConfig)
+    check = commands.add_parser("check",
+                                help="check that a server answers GET /health",
+                                description="Poll URL/health until it answers 200 or --wait "
+                                "seconds pass; exit 1 if it never does.")
+    check.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="server URL")
+    check.add_argument("--wait", type=float, default=0.0, help="seconds to keep retrying")
+    return parser
+
+
+def check_health(url: str, wait: float) -> str | None:
+    """None when ``url``/health answers 200 within ``wait`` seconds, else why not."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            response = httpx.get(f"{url.rstrip('/')}/health", timeout=5)
+            if response.status_code == 200:
+                return None
+            problem = f"{url}/health answered {response.status_code}: {response.text[:200]}"
+        except httpx.TransportError as exc:
+            problem = f"no env server answered at {url} ({type(exc).__name__}: {exc}); " \
+                      "start one with `env-servers serve` or `make docker-env`"
+        if time.monotonic() >= deadline:
+            return problem
+        time.sleep(0.5)
+
+
+@main_guard
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``env-servers`` command."""
+    args = parse_args(build_parser(), argv)
+    if args.command == "check":
+        problem = check_health(args.url, args.wait)
+        print(f"error: {problem}" if problem else f"{args.url}: healthy")
+        return 1 if problem else 0
+    cfg = config_from_args(ServeConfig, args)
+    uvicorn.run(create_app(), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

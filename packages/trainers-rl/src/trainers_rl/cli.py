@@ -1,0 +1,85 @@
+"""``trainers-rl``: train, evaluate and report, one run directory per run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from trainers_rl.envs import require_registered
+from trainers_rl.evaluation import random_policy, run_episodes, summarize
+from trainers_rl.plots import plot_learning_curve
+from trainers_rl.ppo import PPOTrainer
+from trainers_rl.run_config import PPORunConfig
+from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.config import save_config
+from trainyard_core.io import atomic_write_text
+from trainyard_core.table import print_table
+from trainyard_core.tracking import make_run_dir, start_wandb
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainers-rl", description="trainyard trainers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ppo = commands.add_parser(
+        "ppo",
+        help="train a PPO policy, evaluate it beside a random policy",
+        description="Train PPO (stable-baselines3) on a Gymnasium environment, evaluate it on "
+        "held-out seeds beside a random policy, and write config.yaml, TensorBoard logs, "
+        "model.zip, eval.json and learning_curve.png to one run directory.")
+    add_config_arguments(ppo, PPORunConfig)
+    return parser
+
+
+def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
+    """The whole ``ppo`` command; returns the report it writes as eval.json."""
+    require_registered(cfg.ppo.env_id)
+    run_dir = make_run_dir(cfg.output_dir, cfg.name)
+    save_config(cfg, run_dir / "config.yaml")
+    wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg))
+    trainer = PPOTrainer(cfg.ppo, monitor_dir=run_dir / "monitor")
+    trainer.train(tensorboard_dir=run_dir / "tensorboard" if cfg.tracking.tensorboard else None)
+    trainer.save(run_dir / "model.zip")
+
+    seeds = range(cfg.eval.seed, cfg.eval.seed + cfg.eval.episodes)
+    rows = [
+        summarize("ppo", run_episodes(cfg.ppo.env_id, lambda env: trainer.predict, seeds)),
+        summarize(
+            "random",
+            run_episodes(cfg.ppo.env_id, lambda env: random_policy(env, cfg.eval.seed), seeds)),
+    ]
+    report = {
+        "env_id": cfg.ppo.env_id,
+        "total_timesteps": int(trainer.model.num_timesteps),
+        "train_seconds": trainer.train_seconds,
+        "steps_per_second": trainer.steps_per_second,
+        "eval_seeds": [seeds.start, seeds.stop - 1],
+        "policies": rows,
+    }
+    atomic_write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    plot_learning_curve(run_dir / "monitor", run_dir / "learning_curve.png",
+                        f"PPO on {cfg.ppo.env_id}")
+    if wandb_run is not None:
+        wandb_run.finish()
+    print_table(
+        f"{cfg.ppo.env_id}: {cfg.eval.episodes} held-out episodes "
+        f"({report['total_timesteps']} steps in {trainer.train_seconds:.1f} s, "
+        f"{trainer.steps_per_second:.0f} steps/s)", rows)
+    print(f"run directory: {run_dir}")
+    report["run_dir"] = str(run_dir)
+    return report
+
+
+@main_guard
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trainers-rl`` command."""
+    args = parse_args(build_parser(), argv)
+    if args.command == "ppo":
+        run_ppo(config_from_args(PPORunConfig, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
