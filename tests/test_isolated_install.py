@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,13 @@ _LINE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+))?(?: @ 
 def _resolve(uv: str, tmp_path: Path, *args: str, script: bool = False) -> dict[str, str]:
     """Dry-run an install into an empty venv; map each distribution to its source."""
     venv = tmp_path / "venv"
-    subprocess.run([uv, "venv", "--quiet", str(venv)], check=True)
-    env = {**os.environ, "VIRTUAL_ENV": str(venv), "UV": uv}
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    # nox points UV_PYTHON at its own venv; the empty venv must be the only target here.
+    env = {k: v for k, v in os.environ.items() if k not in ("UV_PYTHON", "UV_PROJECT_ENVIRONMENT")}
+    env |= {"VIRTUAL_ENV": str(venv), "UV": uv}
     cmd = (["bash", str(ROOT / "ci" / "install.sh")] if script else [uv, "pip", "install"])
-    result = subprocess.run([*cmd, "--dry-run", *args],
+    result = subprocess.run([*cmd, "--dry-run", "--python",
+                             str(venv / "bin" / "python"), *args],
                             cwd=ROOT,
                             env=env,
                             capture_output=True,
@@ -42,7 +46,8 @@ def _resolve(uv: str, tmp_path: Path, *args: str, script: bool = False) -> dict[
         match = _LINE.match(line)
         if match:
             resolved[match["name"].lower()] = match["url"] or match["from"] or match["version"]
-    assert resolved, result.stderr
+    assert "Would install" in result.stderr, result.stderr
+    assert f"environment at: {venv}" in result.stderr, result.stderr
     return resolved
 
 
