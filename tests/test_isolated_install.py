@@ -8,6 +8,7 @@ two taken names never appear.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,16 +25,18 @@ _LINE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+))?(?: @ 
                    r"(?: \(from (?P<from>\S+)\))?$")
 
 
-def _resolve(uv: str, tmp_path: Path, *args: str, script: bool = False) -> dict[str, str]:
-    """Dry-run an install into an empty venv; map each distribution to its source."""
+def _resolve(uv: str, tmp_path: Path, *args: str) -> dict[str, str]:
+    """Dry-run ci/install.sh into an empty venv; map each distribution to its version/source."""
     venv = tmp_path / "venv"
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     # nox points UV_PYTHON at its own venv; the empty venv must be the only target here.
     env = {k: v for k, v in os.environ.items() if k not in ("UV_PYTHON", "UV_PROJECT_ENVIRONMENT")}
     env |= {"VIRTUAL_ENV": str(venv), "UV": uv}
-    cmd = (["bash", str(ROOT / "ci" / "install.sh")] if script else [uv, "pip", "install"])
-    result = subprocess.run([*cmd, "--dry-run", "--python",
-                             str(venv / "bin" / "python"), *args],
+    result = subprocess.run([
+        "bash",
+        str(ROOT / "ci" / "install.sh"), "--dry-run", "--python",
+        str(venv / "bin" / "python"), *args
+    ],
                             cwd=ROOT,
                             env=env,
                             capture_output=True,
@@ -51,15 +54,44 @@ def _resolve(uv: str, tmp_path: Path, *args: str, script: bool = False) -> dict[
     return resolved
 
 
+def _pip_resolve(tmp_path: Path, package: str) -> dict[str, dict[str, str]]:
+    """What `pip install ./packages/<package>` would install into an empty venv."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    report = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    result = subprocess.run([
+        str(venv / "bin" / "pip"), "install", "--quiet", "--dry-run", "--report",
+        str(report), f"./packages/{package}"
+    ],
+                            cwd=ROOT,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=600,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return {
+        item["metadata"]["name"].lower(): {
+            "version": item["metadata"]["version"],
+            "url": item["download_info"]["url"]
+        } for item in json.loads(report.read_text())["install"]
+    }
+
+
 @pytest.mark.parametrize("package", PACKAGES)
-def test_package_resolves_alone_from_local_paths(uv_bin: str, tmp_path: Path, package: str) -> None:
-    resolved = _resolve(uv_bin, tmp_path, f"./packages/{package}")
+def test_pip_installs_package_alone_from_local_paths(tmp_path: Path, package: str) -> None:
+    resolved = _pip_resolve(tmp_path, package)
     assert not TAKEN & set(resolved), f"{package} would install {TAKEN & set(resolved)} from PyPI"
-    ours = {name: src for name, src in resolved.items() if name.startswith("trainyard-")}
+    ours = {name: info["url"] for name, info in resolved.items() if name.startswith("trainyard-")}
     assert f"trainyard-{package}" in ours
     packages_uri = (ROOT / "packages").as_uri()
-    for name, source in ours.items():
-        assert source.startswith(packages_uri), f"{name} would come from {source}, not this repo"
+    for name, url in ours.items():
+        assert url.startswith(packages_uri), f"{name} would come from {url}, not this repo"
+    if "torch" in resolved and _local_torch_wheel():
+        # pip here serves torch 2.13.0 as a CPU build; a range admitting 2.14 would pull CUDA.
+        assert resolved["torch"]["version"] == "2.13.0+cpu"
+        assert not [name for name in resolved if name.startswith("nvidia-")]
 
 
 def _local_torch_wheel() -> bool:
@@ -77,10 +109,7 @@ def _local_torch_wheel() -> bool:
 
 @pytest.mark.skipif(not _local_torch_wheel(), reason="no local CPU torch wheel configured for pip")
 def test_install_script_takes_the_local_cpu_torch(uv_bin: str, tmp_path: Path) -> None:
-    resolved = _resolve(uv_bin,
-                        tmp_path,
-                        "./packages/trainers-rl",
-                        "./packages/model-merger",
-                        script=True)
+    """ci/install.sh (uv) hands pip's wheel directories to uv: no CUDA packages."""
+    resolved = _resolve(uv_bin, tmp_path, "./packages/trainers-rl", "./packages/model-merger")
     assert resolved["torch"] == "2.13.0+cpu"
     assert not [name for name in resolved if name.startswith("nvidia-")]

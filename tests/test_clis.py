@@ -1,0 +1,38 @@
+"""Every package's console command is installed and answers --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = {
+    "carla-env": ["config", "check"],
+    "driving-vla": ["inspect"],
+    "trainers-rl": ["ppo"],
+    "vla-finetune": ["inspect"],
+    "env-servers": ["serve", "check"],
+    "model-merger": ["inspect"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_lists_subcommands(command: str) -> None:
+    executable = Path(sys.executable).parent / command
+    result = subprocess.run([str(executable), "--help"],
+                            capture_output=True,
+                            text=True,
+                            timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    for sub in COMMANDS[command]:
+        assert sub in result.stdout
+        sub_help = subprocess.run([str(executable), sub, "--help"],
+                                  capture_output=True,
+                                  text=True,
+                                  timeout=120,
+                                  check=False)
+        assert sub_help.returncode == 0, sub_help.stderr
+        assert "usage:" in sub_help.stdout
