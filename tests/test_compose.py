@@ -13,8 +13,9 @@ COMPOSE = yaml.safe_load((ROOT / "compose" / "compose.yaml").read_text())
 
 def test_profiles_of_the_seeds_exist() -> None:
     profiles = {p for service in COMPOSE["services"].values() for p in service.get("profiles", [])}
-    assert {"train", "simulation", "env", "eval", "model-merger", "formatter", "notebook",
-            "tensorboard"} <= profiles
+    assert {
+        "train", "simulation", "env", "eval", "model-merger", "formatter", "notebook", "tensorboard"
+    } <= profiles
 
 
 def test_carla_service_is_headless_healthchecked_and_on_a_gpu() -> None:
