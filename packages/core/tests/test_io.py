@@ -35,3 +35,13 @@ def test_existing_directory_needs_overwrite(tmp_path: Path) -> None:
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -14,7 +14,21 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text", "publish"]
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def publish(tmp: str | Path, path: str | Path) -> Path:
+    """Give a finished temporary file normal permissions and rename it to ``path``."""
+    os.chmod(tmp, _file_mode())
+    os.replace(tmp, path)
+    return Path(path)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -27,7 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
