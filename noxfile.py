@@ -104,6 +104,7 @@ def docker_lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: each prints its figure beside an anchor measured in the same run."""
     install_packages(session, PACKAGES)
+    install(session, "-r", "ci/bench-requirements.txt")
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "benchmarks").glob("*.py"))
     for script in scripts:
         session.run("python", script)

@@ -12,7 +12,7 @@ for project in "${projects[@]}"; do
 done
 uv pip compile --universal --python-version 3.11 --all-extras --quiet \
   --no-header --custom-compile-command "make constraints" \
-  "${projects[@]}" ci/dev-requirements.txt ci/bootstrap-requirements.txt ci/tools-requirements.txt \
+  "${projects[@]}" ci/dev-requirements.txt ci/bootstrap-requirements.txt ci/tools-requirements.txt ci/bench-requirements.txt \
   "${exclude[@]}" --constraint <(echo "torch==2.13.0") --output-file constraints.body
 {
   echo "# The one set of versions nox, the Dockerfiles and CI install (regenerate: make constraints)."
