@@ -15,10 +15,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from trainyard_core.table import print_table
 
 from carla_env import ENV_ID, SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
+from trainyard_core.table import print_table
 
 
 def _rss_mib() -> float:
