@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 
 from carla_env import SimulatorConfig
-from carla_env.embedded import EmbeddedVectorEnv
-
-
-def _evaluate(scenario: str, policy: str, episodes: int = 100) -> dict[str, float]:
-    envs = EmbeddedVectorEnv(episodes, SimulatorConfig(scenario=scenario))
-    envs.reset(seed=10_000)
-    rng = np.random.default_rng(0)
-    outcome = np.full(episodes, "", dtype=object)
-    for _ in range(envs.config.max_episode_steps):
-        if policy == "autopilot":
-            actions = envs.autopilot()
-        else:
-            actions = rng.uniform(envs.action_space.low, envs.action_space.high).astype(np.float32)
-        _, _, _, truncated, info = envs.step(actions)
-        for name in ("collision", "off_road", "route_completed"):
-            newly = info[name] & (outcome == "")
-            outcome[newly] = name
-        outcome[truncated & (outcome == "")] = "timeout"
-        if (outcome != "").all():
-            break
-    return {
-        name: float(np.mean(outcome == name))
-        for name in ("route_completed", "collision", "off_road", "timeout")
-    }
+from carla_env.cli import main
+from carla_env.evaluate import evaluate_baseline
 
 
 @pytest.mark.parametrize(("scenario", "goal"), [("highway", 0.95), ("urban", 0.90)])
 def test_autopilot_completes_routes_without_collision(scenario: str, goal: float) -> None:
-    expert = _evaluate(scenario, "autopilot")
-    random = _evaluate(scenario, "random")
+    cfg = SimulatorConfig(scenario=scenario)
+    expert = evaluate_baseline(cfg, "autopilot", episodes=100)
+    random = evaluate_baseline(cfg, "random", episodes=100)
     print(f"{scenario}: autopilot {expert}, random {random}")
     assert expert["route_completed"] >= goal
     assert expert["collision"] + expert["off_road"] <= 1 - goal
     assert random["route_completed"] < 0.05
+
+
+def test_baselines_command_prints_table_and_video(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "episode.gif"
+    assert main([
+        "baselines", "--episodes", "4", "--video",
+        str(video), "route_length=120", "--scenario", "urban"
+    ]) == 0
+    out = capsys.readouterr().out
+    assert "autopilot" in out and "random" in out and "route_completed" in out
+    assert video.stat().st_size > 10_000

@@ -24,6 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Connect to the CARLA server of a SimulatorConfig "
                                 "and print its version; exit 1 if none answers.")
     add_config_arguments(check, SimulatorConfig)
+    baseline = commands.add_parser(
+        "baselines",
+        help="evaluate the autopilot and a random policy on seeded episodes",
+        description="Run the embedded simulator's expert autopilot and a random policy on the "
+        "same seeded episodes and print route completion, collisions and off-road rates.")
+    add_config_arguments(baseline, SimulatorConfig)
+    baseline.add_argument("--episodes", type=int, default=100)
+    baseline.add_argument("--video",
+                          default=None,
+                          help="also save one autopilot episode (.gif/.mp4)")
     return parser
 
 
@@ -35,12 +45,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(to_yaml(cfg), end="")
         return 0
+    if args.command == "baselines":
+        return _baselines(cfg, args.episodes, args.video)
     try:
         client_version, server = server_version(cfg.carla_host, cfg.carla_port, cfg.carla_timeout)
     except CarlaConnectionError as exc:
         print(f"error: {exc}")
         return 1
     print(f"CARLA server {server} at {cfg.carla_host}:{cfg.carla_port} (client {client_version})")
+    return 0
+
+
+def _baselines(cfg: SimulatorConfig, episodes: int, video: str | None) -> int:
+    from carla_env.embedded import EmbeddedDrivingEnv
+    from carla_env.evaluate import evaluate_baseline
+    from carla_env.video import record_episode
+    from trainyard_core.table import print_table
+
+    rows = [evaluate_baseline(cfg, policy, episodes) for policy in ("autopilot", "random")]
+    print_table(f"{cfg.scenario}: {episodes} seeded episodes", rows)
+    if video:
+        env = EmbeddedDrivingEnv(cfg, render_mode="rgb_array")
+        record_episode(env, lambda _obs: env.autopilot(), video, seed=cfg.seed)
+        print(f"video: {video}")
     return 0
 
 

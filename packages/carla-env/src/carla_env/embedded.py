@@ -221,7 +221,7 @@ class EmbeddedVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.batch = _Batch(self.config, num_envs, reward)
         self.single_observation_space = observation_space(self.config)
-        self.single_action_space = action_space()
+        self.single_action_space: gym.spaces.Box = action_space()
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
                                                               num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)

@@ -1,0 +1,157 @@
+"""The CARLA backend's logic, through the real ``carla`` client's types.
+
+No server runs here: what needs one is in the ``carla``-marked test at the end, which the
+self-hosted GPU workflow runs against `make carla-up` (CARLA_HOST, CARLA_PORT).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+
+import carla
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from carla_env import ENV_ID, SimulatorConfig
+from carla_env.carla_backend import (
+    RouteTracker,
+    apply_sync_settings,
+    bgra_to_rgb,
+    lane_geometry,
+    neighbor_features,
+    release_sync_settings,
+    step_info,
+    vehicle_control,
+)
+from carla_env.carla_client import CarlaConnectionError, connect
+from carla_env.contract import INFO_KEYS, observation_space
+from carla_env.embedded import EmbeddedDrivingEnv
+from carla_env.reward import DrivingReward, RewardConfig, compute_reward
+
+
+def _tf(x: float, y: float, yaw: float) -> carla.Transform:
+    return carla.Transform(carla.Location(x=x, y=y, z=0.0), carla.Rotation(yaw=yaw))
+
+
+def test_control_flips_steer_to_carla_convention() -> None:
+    control = vehicle_control(np.array([0.6, 0.25, 0.0], np.float32))
+    assert isinstance(control, carla.VehicleControl)
+    assert control.throttle == pytest.approx(0.6) and control.steer == pytest.approx(-0.25)
+
+
+def test_synchronous_settings_respect_substepping_bounds() -> None:
+    cfg = SimulatorConfig(backend="carla", physics_dt=0.0125, control_dt=0.05)
+    settings = apply_sync_settings(carla.WorldSettings(), cfg)
+    assert settings.synchronous_mode and settings.substepping
+    assert settings.fixed_delta_seconds == pytest.approx(0.05)
+    assert settings.max_substep_delta_time == pytest.approx(0.0125)
+    assert settings.max_substeps == 4
+    assert settings.fixed_delta_seconds <= (
+        settings.max_substep_delta_time * settings.max_substeps + 1e-9)
+    released = release_sync_settings(settings)
+    assert not released.synchronous_mode
+
+
+def test_lane_geometry_uses_left_positive_convention() -> None:
+    # CARLA's y axis points right: y = -1 is one metre to the left of an eastbound lane.
+    lateral, heading = lane_geometry(_tf(10.0, -1.0, -10.0), _tf(10.0, 0.0, 0.0))
+    assert lateral == pytest.approx(1.0)
+    assert heading == pytest.approx(math.radians(10.0))
+
+
+def test_neighbors_from_carla_transforms() -> None:
+    ego = _tf(0.0, 0.0, 90.0)  # facing CARLA +y
+    ahead = (_tf(0.0, 20.0, 90.0), carla.Vector3D(0.0, 5.0, 0.0))
+    left = (_tf(5.0, 0.0, 90.0), carla.Vector3D(0.0, 0.0, 0.0))  # +x is left when facing +y
+    feats = neighbor_features(ego, carla.Vector3D(0.0, 5.0, 0.0), [ahead, left], k=3)
+    np.testing.assert_allclose(feats[0, :2], [0.0, 0.1], atol=1e-6)  # nearest: 5 m left
+    np.testing.assert_allclose(feats[1, :3], [0.4, 0.0, 0.0], atol=1e-6)  # 20 m ahead, same v
+    assert feats[2].sum() == 0 and feats[:2, -1].tolist() == [1.0, 1.0]
+
+
+def test_camera_bytes_become_rgb() -> None:
+    bgra = np.zeros((2, 3, 4), np.uint8)
+    bgra[..., 0], bgra[..., 2] = 255, 10  # blue, red
+    rgb = bgra_to_rgb(bgra.tobytes(), 2, 3)
+    assert rgb.shape == (2, 3, 3) and rgb[0, 0].tolist() == [10, 0, 255]
+
+
+def test_route_tracker_projects_progress() -> None:
+    route = RouteTracker(np.stack([np.arange(0, 100, 2.0), np.zeros(50)], axis=1))
+    assert route.project(10.5, 0.7) == pytest.approx(10.5)
+    assert route.project(30.2, -0.3) == pytest.approx(30.2)
+
+
+def test_one_reward_serves_both_backends() -> None:
+    """The CARLA side's info (built from carla types) and the embedded side's share keys and
+    the reward function; the wrapper applies it unchanged."""
+    carla_info, *_ = step_info(_tf(5.0, -0.5, -3.0), carla.Vector3D(8.0, 0.0, 0.0),
+                               _tf(5.0, 0.0, 0.0), 12.0, 400.0, 11.2, 7.9, 0.5, 0.1, False, False,
+                               carla.TrafficLightState.Green, 0.05)
+    assert tuple(carla_info) == INFO_KEYS
+    weights = RewardConfig(lane_keeping=1.0)
+    carla_reward = float(compute_reward(carla_info, weights))
+    # progress 0.8 m, 0.5 m off-centre, jerk (1.0 - 0.5) / 0.1 = 5 m/s^3, steer change 0.05
+    assert carla_reward == pytest.approx(0.8 / 3.0 - 1.0 * (0.5 / 1.75)**2 - 0.02 * 0.5 -
+                                         0.1 * 0.05)
+    env = DrivingReward(EmbeddedDrivingEnv(), weights)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.array([0.5, 0.0, 0.0], np.float32))
+    assert tuple(info) == tuple(carla_info)
+    assert reward == pytest.approx(float(compute_reward(info, weights)))
+
+
+def test_red_light_and_off_road_from_carla_types() -> None:
+    info, *_ = step_info(_tf(0, 0, 0), carla.Vector3D(3.0, 0.0, 0.0), None, 1.0, 100.0, 0.9, 3.0,
+                         0.0, 0.1, False, True, carla.TrafficLightState.Red, 0.0)
+    assert info["off_road"] and info["red_light"] and info["must_stop"] and info["lane_invasion"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_server_fails_within_the_timeout_naming_it() -> None:
+    port = _free_port()
+    start = time.monotonic()
+    with pytest.raises(CarlaConnectionError, match=f"127.0.0.1:{port}.*make carla-up"):
+        connect("127.0.0.1", port, timeout=1.0)
+    assert time.monotonic() - start < 2.5
+    cfg = SimulatorConfig(backend="carla",
+                          carla_host="127.0.0.1",
+                          carla_port=port,
+                          carla_timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(CarlaConnectionError, match=f"127.0.0.1:{port}"):
+        gym.make(ENV_ID, config=cfg)
+    assert time.monotonic() - start < 2.5
+
+
+@pytest.mark.carla
+def test_live_server_episode() -> None:
+    cfg = SimulatorConfig(backend="carla",
+                          carla_host=os.environ.get("CARLA_HOST", "127.0.0.1"),
+                          carla_port=int(os.environ.get("CARLA_PORT", "2000")),
+                          carla_timeout=30.0,
+                          observation_keys=["camera", "state", "neighbors"],
+                          max_vehicles=10)
+    env = DrivingReward(gym.make(ENV_ID, config=cfg).unwrapped)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert observation_space(cfg).contains(obs)
+        for _ in range(30):
+            obs, reward, terminated, truncated, info = env.step(
+                np.array([0.5, 0.0, 0.0], np.float32))
+            assert tuple(k for k in info if k in INFO_KEYS) == INFO_KEYS
+            assert np.isfinite(reward)
+            if terminated or truncated:
+                break
+        assert obs["camera"].any()
+    finally:
+        env.close()
