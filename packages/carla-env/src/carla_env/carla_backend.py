@@ -284,7 +284,7 @@ class CarlaDrivingEnv(gym.Env):
     def _attach_sensors(self, library: Any) -> None:
         carla = _carla()
         cfg = self.config
-        self._camera_queue: queue.Queue = queue.Queue()
+        self._camera_queue: queue.Queue | None = None
         self._collisions: list[int] = []
         self._invasions: list[int] = []
         (x, y, z), (pitch, yaw, roll) = CAMERA_TRANSFORM
@@ -296,6 +296,7 @@ class CarlaDrivingEnv(gym.Env):
             bp.set_attribute("image_size_y", str(cfg.image_height))
             bp.set_attribute("sensor_tick", str(cfg.control_dt))
             camera = self.world.spawn_actor(bp, mount, attach_to=self.ego)
+            self._camera_queue = queue.Queue()
             camera.listen(self._camera_queue.put)
             self._sensors.append(camera)
         collision = self.world.spawn_actor(library.find("sensor.other.collision"),
@@ -362,7 +363,7 @@ class CarlaDrivingEnv(gym.Env):
     def _collect(self, frame: int) -> None:
         """The camera image of ``frame`` (sensor data arrives asynchronously)."""
         self._image = None
-        if not self._sensors or self._camera_queue is None:
+        if self._camera_queue is None:
             return
         while True:
             try:
