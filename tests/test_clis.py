@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 COMMANDS = {
-    "carla-env": ["config", "check"],
+    "carla-env": ["config", "check", "baselines"],
+    "carla-server": ["start", "stop", "status", "logs", "kill", "restart"],
     "driving-vla": ["inspect"],
     "trainers-rl": ["ppo"],
     "vla-finetune": ["inspect"],
