@@ -16,7 +16,6 @@ import math
 import queue
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from carla_env.carla_client import CarlaConnectionError, connect
@@ -25,9 +24,8 @@ from carla_env.contract import (
     INFO_KEYS,
     NEIGHBOR_FEATURES,
     STATE_FEATURES,
-    action_space,
+    DrivingEnv,
     check_action,
-    observation_space,
 )
 from carla_env.reward import RewardConfig, compute_reward
 
@@ -195,25 +193,20 @@ def _lane_position(wp: Any | None) -> tuple[int, int]:
     return right, right + left + 1
 
 
-class CarlaDrivingEnv(gym.Env):
+class CarlaDrivingEnv(DrivingEnv):
     """One ego vehicle in a CARLA world, with the embedded backend's spaces and info keys."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012
 
     def __init__(self,
                  config: SimulatorConfig | None = None,
                  render_mode: str | None = None,
                  reward: RewardConfig | None = None,
                  server_manager: Any | None = None) -> None:
-        self.config = config or SimulatorConfig(backend="carla")
-        if self.config.backend != "carla":
-            raise ValueError(f"CarlaDrivingEnv needs backend='carla', got {self.config.backend!r}")
-        self.render_mode = render_mode
+        config = config or SimulatorConfig(backend="carla")
+        if config.backend != "carla":
+            raise ValueError(f"CarlaDrivingEnv needs backend='carla', got {config.backend!r}")
+        self._setup(config, render_mode)
         self.reward_cfg = reward or RewardConfig()
         self.server_manager = server_manager
-        self.observation_space: gym.spaces.Dict = observation_space(self.config)
-        self.action_space: gym.spaces.Box = action_space()
-        self.metadata = {**self.metadata, "render_fps": self.config.fps}
         self._actors: list[Any] = []
         self._sensors: list[Any] = []
         self._traffic_ids: list[int] = []

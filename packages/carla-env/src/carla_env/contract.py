@@ -6,14 +6,17 @@ reads the same ``info`` keys from both.
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from carla_env.config import SimulatorConfig
 
 __all__ = [
-    "ACTION_NAMES", "INFO_KEYS", "NEIGHBOR_FEATURES", "STATE_FEATURES", "action_space",
-    "check_action", "observation_space"
+    "ACTION_NAMES", "INFO_KEYS", "NEIGHBOR_FEATURES", "STATE_FEATURES", "DrivingEnv",
+    "action_space", "check_action", "observation_space"
 ]
 
 ACTION_NAMES = ("throttle", "steer", "brake")
@@ -86,3 +89,18 @@ def check_action(action: np.ndarray, batch: int | None = None) -> np.ndarray:
         raise ValueError(f"action has NaN or infinite values in {', '.join(bad)}")
     low, high = action_space().low, action_space().high
     return np.clip(array, low, high)
+
+
+class DrivingEnv(gym.Env):
+    """What every single driving env shares: its spaces from the config, rgb_array renders."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012
+
+    def _setup(self, config: SimulatorConfig, render_mode: str | None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = config
+        self.render_mode = render_mode
+        self.observation_space: spaces.Dict = observation_space(config)
+        self.action_space: spaces.Box = action_space()
+        self.metadata = {**self.metadata, "render_fps": config.fps}

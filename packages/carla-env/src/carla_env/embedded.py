@@ -20,6 +20,7 @@ from carla_env.contract import (
     INFO_KEYS,
     NEIGHBOR_FEATURES,
     STATE_FEATURES,
+    DrivingEnv,
     action_space,
     check_action,
     observation_space,
@@ -283,24 +284,16 @@ class EmbeddedVectorEnv(VectorEnv):
         return tuple(self.batch.render())
 
 
-class EmbeddedDrivingEnv(gym.Env):
+class EmbeddedDrivingEnv(DrivingEnv):
     """One embedded driving world (``gymnasium.make("trainyard/Driving-v0")``)."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012
 
     def __init__(self,
                  config: SimulatorConfig | None = None,
                  render_mode: str | None = None,
                  reward: RewardConfig | None = None,
                  **overrides: Any) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.config = _config(config, overrides)
-        self.render_mode = render_mode
+        self._setup(_config(config, overrides), render_mode)
         self.batch = _Batch(self.config, 1, reward)
-        self.observation_space = observation_space(self.config)
-        self.action_space = action_space()
-        self.metadata = {**self.metadata, "render_fps": self.config.fps}
         self._started = False
 
     @property
