@@ -6,8 +6,6 @@ reads the same ``info`` keys from both.
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
