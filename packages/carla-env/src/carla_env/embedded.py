@@ -53,8 +53,7 @@ def world_params(cfg: SimulatorConfig) -> WorldParams:
                        max_vehicles=cfg.max_vehicles,
                        cross_vehicles=4 if (sc.cross_traffic and kind == "urban") else 0,
                        density_per_km_lane=cfg.traffic_density,
-                       friction=sc.friction,
-                       max_episode_steps=cfg.max_episode_steps)
+                       friction=sc.friction)
 
 
 class _Batch:

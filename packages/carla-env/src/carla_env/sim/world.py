@@ -55,7 +55,6 @@ class WorldParams:
     cross_vehicles: int = 0
     density_per_km_lane: float = 12.0
     friction: float = 1.0
-    max_episode_steps: int = 1000
     ego: EgoParams = dataclasses.field(default_factory=EgoParams)
     idm: IDMParams = dataclasses.field(default_factory=IDMParams)
 
@@ -121,7 +120,6 @@ class World:
         self.lane_invasion = np.zeros(n, dtype=bool)
         self.red_light = np.zeros(n, dtype=bool)
         self.completed = np.zeros(n, dtype=bool)
-        self.distance = f(n)
         self._version = 0  # bumped whenever state changes; keys the pose cache
         self._pose_version = -1
         self._pose: tuple[np.ndarray, np.ndarray, np.ndarray] = (f((n, k)), f((n, k)), f((n, k)))
@@ -157,7 +155,6 @@ class World:
         self.last_action[e] = 0.0
         self.prev_accel[e] = 0.0
         self.jerk[e] = 0.0
-        self.distance[e] = 0.0
         for flag in (self.collision, self.off_road, self.lane_invasion, self.red_light,
                      self.completed):
             flag[e] = False
@@ -208,7 +205,6 @@ class World:
         accel = (v - v_before) / p.control_dt
         self.jerk = (accel - self.prev_accel) / p.control_dt
         self.prev_accel = accel
-        self.distance += 0.5 * (v + v_before) * p.control_dt
         self.x, self.y, self.yaw, self.v = x, y, _wrap(yaw), v
         self.last_action = actions.astype(np.float64, copy=True)
         self._project_ego()
