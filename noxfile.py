@@ -18,7 +18,7 @@ PACKAGES = [
     "core", "carla-env", "driving-vla", "trainers-rl", "vla-finetune", "env-servers", "model-merger"
 ]
 # Optional extras the tests exercise (the carla client is tested without a server).
-EXTRAS = {"core": "[tensorboard]", "carla-env": "[carla]"}
+EXTRAS = {"core": "[tensorboard]", "carla-env": "[carla]", "driving-vla": "[export,gguf]"}
 DEV_REQUIREMENTS = "ci/dev-requirements.txt"
 SOURCES = ["noxfile.py", "ci", "packages", "tests", "benchmarks"]
 

@@ -11,7 +11,7 @@ import pytest
 COMMANDS = {
     "carla-env": ["config", "check", "baselines"],
     "carla-server": ["start", "stop", "status", "logs", "kill", "restart"],
-    "driving-vla": ["inspect"],
+    "driving-vla": ["inspect", "export"],
     "trainers-rl": ["ppo"],
     "vla-finetune": ["inspect"],
     "env-servers": ["serve", "check"],

@@ -23,6 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Read config.json from a DrivingVLA checkpoint "
                                   "directory and print its architecture.")
     inspect.add_argument("path", type=Path, help="checkpoint directory holding config.json")
+    export = commands.add_parser("export",
+                                 help="export a checkpoint to ONNX or TorchScript",
+                                 description="Load a DrivingVLA checkpoint and write an ONNX or "
+                                 "TorchScript file taking the observations, returning controls, "
+                                 "waypoints and value.")
+    export.add_argument("path", type=Path, help="checkpoint directory (save_pretrained)")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--output", type=Path, required=True, help="file to write")
     return parser
 
 
@@ -30,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``driving-vla`` command."""
     args = build_parser().parse_args(argv)
+    if args.command == "export":
+        return _export(args.path, args.format, args.output)
     config_file = args.path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{str(args.path)!r} is not a DrivingVLA checkpoint: "
@@ -42,6 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "setting": name,
         "value": getattr(config, name)
     } for name in _FIELDS])
+    return 0
+
+
+def _export(path: Path, fmt: str, output: Path) -> int:
+    from driving_vla.export import export_onnx, export_torchscript
+    from driving_vla.modeling_driving_vla import DrivingVLA
+
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{str(path)!r} is not a DrivingVLA checkpoint: no config.json")
+    model = DrivingVLA.from_pretrained(path)
+    written = (export_onnx if fmt == "onnx" else export_torchscript)(model, output)
+    print(f"{fmt}: {written}")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 It is a ``transformers.PretrainedConfig`` so that checkpoints follow the Hugging Face contract
 (``save_pretrained`` / ``from_pretrained`` / the Hub) that everything downstream expects.
+The observation sizes default to ``carla_env``'s contract (16 state features, 8 neighbours of
+7 features, 64x64 camera).
 """
 
 from __future__ import annotations
@@ -10,36 +12,84 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-__all__ = ["DrivingVLAConfig"]
+__all__ = ["OBSERVATION_KEYS", "DrivingVLAConfig"]
 
-_POSITIVE = ("num_cameras", "image_size", "action_dim", "trajectory_length", "hidden_size")
+OBSERVATION_KEYS = ("camera", "state", "neighbors")
+_POSITIVE = ("num_cameras", "image_size", "action_dim", "trajectory_length", "hidden_size",
+             "state_dim", "neighbor_dim", "instruction_dim")
 
 
 class DrivingVLAConfig(PretrainedConfig):
-    """Sizes of the vision, language and action parts of a DrivingVLA model."""
+    """Sizes of the vision, language and action parts of a DrivingVLA model.
+
+    Args:
+        observation_keys: which of camera, state, neighbors the model reads.
+        num_cameras: camera images stacked on the channel axis.
+        image_size: square camera resolution.
+        action_dim: 3 (throttle, steer, brake).
+        trajectory_length: future waypoints the waypoint head predicts.
+        hidden_size: width of the fused features.
+        state_dim, num_neighbors, neighbor_dim: sizes of the state and neighbours inputs.
+        cnn_channels: channels of the default small CNN vision encoder.
+        language_model: a transformers causal LM (path or Hub id) that embeds the instruction;
+            None uses a learned instruction vector.
+        language_model_file: a GGUF file inside ``language_model`` (e.g. SmolLM2's).
+        instruction: the default driving instruction.
+        instruction_dim: size the instruction embedding is projected to.
+        language_hidden_size: the language model's hidden size (read from it when None).
+        log_std_init: initial log standard deviation of the control distribution.
+    """
 
     model_type = "driving_vla"
 
     def __init__(self,
+                 observation_keys: list[str] | tuple[str, ...] = ("state", "neighbors"),
                  num_cameras: int = 1,
-                 image_size: int = 224,
+                 image_size: int = 64,
                  action_dim: int = 3,
                  trajectory_length: int = 10,
                  hidden_size: int = 256,
+                 state_dim: int = 16,
+                 num_neighbors: int = 8,
+                 neighbor_dim: int = 7,
+                 cnn_channels: list[int] | tuple[int, ...] = (32, 64, 64),
                  language_model: str | None = None,
+                 language_model_file: str | None = None,
+                 instruction: str = "follow the route",
+                 instruction_dim: int = 64,
+                 language_hidden_size: int | None = None,
+                 log_std_init: float = -0.5,
                  **kwargs: Any) -> None:
+        self.observation_keys = list(observation_keys)
         self.num_cameras = num_cameras
         self.image_size = image_size
         self.action_dim = action_dim
         self.trajectory_length = trajectory_length
         self.hidden_size = hidden_size
+        self.state_dim = state_dim
+        self.num_neighbors = num_neighbors
+        self.neighbor_dim = neighbor_dim
+        self.cnn_channels = list(cnn_channels)
         self.language_model = language_model
+        self.language_model_file = language_model_file
+        self.instruction = instruction
+        self.instruction_dim = instruction_dim
+        self.language_hidden_size = language_hidden_size
+        self.log_std_init = log_std_init
         for name in _POSITIVE:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(
                     f"DrivingVLAConfig.{name} must be a positive integer, got {value!r}")
+        if self.num_neighbors < 0:
+            raise ValueError(f"DrivingVLAConfig.num_neighbors must be >= 0, got {num_neighbors!r}")
         if action_dim != 3:
             raise ValueError(f"DrivingVLAConfig.action_dim must be 3 (throttle, steer, brake), "
                              f"got {action_dim}")
+        unknown = [k for k in self.observation_keys if k not in OBSERVATION_KEYS]
+        if unknown or not self.observation_keys:
+            raise ValueError(f"DrivingVLAConfig.observation_keys must be a non-empty subset of "
+                             f"{', '.join(OBSERVATION_KEYS)}, got unknown {unknown}")
+        if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
+            raise ValueError(f"DrivingVLAConfig.cnn_channels must be positive, got {cnn_channels}")
         super().__init__(**kwargs)
