@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -39,7 +40,9 @@ class PPOTrainer:
             n_envs=config.num_envs,
             seed=config.seed,
             monitor_dir=str(monitor_dir) if monitor_dir else None)
-        self.model = PPO("MlpPolicy",
+        policy = "MultiInputPolicy" if isinstance(self.env.observation_space,
+                                                  spaces.Dict) else "MlpPolicy"
+        self.model = PPO(policy,
                          self.env,
                          learning_rate=config.learning_rate,
                          n_steps=config.num_steps,
