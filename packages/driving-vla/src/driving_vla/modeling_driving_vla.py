@@ -4,8 +4,8 @@ Inputs follow ``carla_env``'s observation contract: ``camera`` (uint8 images), `
 (ego features) and ``neighbors`` (nearest cars, the last feature a presence flag). The
 driving instruction is embedded by a frozen causal LM when ``language_model`` is set; the
 embedding is computed once per instruction and cached, so RL pays for the LM once, not per
-step. Heads: controls (throttle and brake squashed to [0, 1], steer to [-1, 1]), future
-waypoints, and a value estimate.
+step. Heads: controls (the mean of a Gaussian policy, clipped to throttle and brake in
+[0, 1] and steer in [-1, 1]), future waypoints, and a value estimate.
 """
 
 from __future__ import annotations
@@ -26,19 +26,22 @@ __all__ = ["DrivingVLA", "DrivingVLAOutput"]
 class DrivingVLAOutput:
     """What one forward pass returns (batch first)."""
 
-    action_mean: torch.Tensor  # (B, 3) pre-squash control means, for a Gaussian policy
+    action_mean: torch.Tensor  # (B, 3) unclipped control means, for a Gaussian policy
     controls: torch.Tensor  # (B, 3) throttle [0, 1], steer [-1, 1], brake [0, 1]
     waypoints: torch.Tensor  # (B, T, 2) future positions in the ego frame, metres
     value: torch.Tensor  # (B,)
     features: torch.Tensor  # (B, hidden_size) fused features
 
 
-def squash_controls(mean: torch.Tensor) -> torch.Tensor:
-    """Map unbounded control means into the action box."""
-    return torch.stack(
-        [torch.sigmoid(mean[:, 0]),
-         torch.tanh(mean[:, 1]),
-         torch.sigmoid(mean[:, 2])], dim=1)
+_LOW = (0.0, -1.0, 0.0)
+_HIGH = (1.0, 1.0, 1.0)
+
+
+def clip_controls(mean: torch.Tensor) -> torch.Tensor:
+    """Clip control means to the action box, as a Gaussian policy's mode is clipped."""
+    low = torch.tensor(_LOW, dtype=mean.dtype, device=mean.device)
+    high = torch.tensor(_HIGH, dtype=mean.dtype, device=mean.device)
+    return torch.maximum(torch.minimum(mean, high), low)
 
 
 class _SmallCNN(nn.Module):
@@ -154,12 +157,12 @@ class DrivingVLA(PreTrainedModel):
         return torch.tanh(self.instruction_proj(instruction_features))
 
     # ------------------------------------------------------------- forward
-    def forward(self,
-                camera: torch.Tensor | None = None,
-                state: torch.Tensor | None = None,
-                neighbors: torch.Tensor | None = None,
-                instruction_features: torch.Tensor | None = None) -> DrivingVLAOutput:
-        """Run the model on a batch of observations (the keys the config names)."""
+    def encode(self,
+               camera: torch.Tensor | None = None,
+               state: torch.Tensor | None = None,
+               neighbors: torch.Tensor | None = None,
+               instruction_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused features (B, hidden_size) of a batch of observations."""
         given = {"camera": camera, "state": state, "neighbors": neighbors}
         missing = [k for k in self.config.observation_keys if given[k] is None]
         if missing:
@@ -173,11 +176,19 @@ class DrivingVLA(PreTrainedModel):
         if neighbors is not None and "neighbors" in self.config.observation_keys:
             parts.append(self.neighbor_encoder(neighbors))
         parts.append(self._instruction(parts[0].shape[0], instruction_features))
-        features = self.trunk(torch.cat(parts, dim=1))
+        return self.trunk(torch.cat(parts, dim=1))
+
+    def forward(self,
+                camera: torch.Tensor | None = None,
+                state: torch.Tensor | None = None,
+                neighbors: torch.Tensor | None = None,
+                instruction_features: torch.Tensor | None = None) -> DrivingVLAOutput:
+        """Run the model on a batch of observations (the keys the config names)."""
+        features = self.encode(camera, state, neighbors, instruction_features)
         mean = self.control_head(features)
         return DrivingVLAOutput(
             action_mean=mean,
-            controls=squash_controls(mean),
+            controls=clip_controls(mean),
             waypoints=self.waypoint_head(features).view(-1, self.config.trajectory_length, 2),
             value=self.value_head(features).squeeze(-1),
             features=features,
