@@ -12,7 +12,7 @@ COMMANDS = {
     "carla-env": ["config", "check", "baselines"],
     "carla-server": ["start", "stop", "status", "logs", "kill", "restart"],
     "driving-vla": ["inspect", "export"],
-    "trainers-rl": ["ppo"],
+    "trainers-rl": ["ppo", "record-demos", "bc"],
     "vla-finetune": ["inspect"],
     "env-servers": ["serve", "check"],
     "model-merger": ["inspect"],

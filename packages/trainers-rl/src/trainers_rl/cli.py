@@ -8,6 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from carla_env import SimulatorConfig
+from trainers_rl.bc import BCConfig, train_bc
+from trainers_rl.demos import DemoConfig, record_demos
 from trainers_rl.envs import require_registered
 from trainers_rl.evaluation import random_policy, run_episodes, summarize
 from trainers_rl.plots import plot_learning_curve
@@ -30,7 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
         "held-out seeds beside a random policy, and write config.yaml, TensorBoard logs, "
         "model.zip, eval.json and learning_curve.png to one run directory.")
     add_config_arguments(ppo, PPORunConfig)
+    demos = commands.add_parser(
+        "record-demos",
+        help="record autopilot demonstrations from the embedded simulator",
+        description="Drive the embedded simulator's autopilot and save observations, actions "
+        "and future waypoints as a dataset directory (meta.json + data.npz).")
+    add_config_arguments(demos, RecordConfig)
+    bc = commands.add_parser("bc",
+                             help="waypoint behaviour cloning of DrivingVLA (torchrun-ready)",
+                             description="Train DrivingVLA's waypoint and control heads on a "
+                             "recorded dataset; same as python -m trainers_rl.bc.")
+    add_config_arguments(bc, BCConfig)
     return parser
+
+
+@dataclasses.dataclass
+class RecordConfig:
+    """Where to write demonstrations, how many, from which simulator settings."""
+
+    output: str = dataclasses.field(default="data/demos",
+                                    metadata={"help": "dataset directory to create"})
+    demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
+    sim: SimulatorConfig = dataclasses.field(default_factory=SimulatorConfig)
 
 
 def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
@@ -78,6 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     if args.command == "ppo":
         run_ppo(config_from_args(PPORunConfig, args))
+    elif args.command == "record-demos":
+        cfg = config_from_args(RecordConfig, args)
+        path = record_demos(cfg.sim, cfg.demo, cfg.output)
+        print(f"demonstrations: {path}")
+    elif args.command == "bc":
+        print(json.dumps(train_bc(config_from_args(BCConfig, args))))
     return 0
 
 
