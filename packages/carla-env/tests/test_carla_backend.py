@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import time
 
 import carla
@@ -111,14 +110,8 @@ def test_red_light_and_off_road_from_carla_types() -> None:
     assert info["off_road"] and info["red_light"] and info["must_stop"] and info["lane_invasion"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_unreachable_server_fails_within_the_timeout_naming_it() -> None:
-    port = _free_port()
+def test_unreachable_server_fails_within_the_timeout_naming_it(free_port: int) -> None:
+    port = free_port
     start = time.monotonic()
     with pytest.raises(CarlaConnectionError, match=f"127.0.0.1:{port}.*make carla-up"):
         connect("127.0.0.1", port, timeout=1.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
@@ -22,14 +21,9 @@ def test_bad_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str]) -
     assert "backend must be one of" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_check_without_server_names_address_and_remedy(capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()
+def test_check_without_server_names_address_and_remedy(capsys: pytest.CaptureFixture[str],
+                                                       free_port: int) -> None:
+    port = free_port
     assert main(["check", "--carla-host", "127.0.0.1", f"carla_port={port}",
                  "carla_timeout=1"]) == 1
     out = capsys.readouterr().out

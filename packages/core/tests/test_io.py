@@ -45,3 +45,15 @@ def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_path_publishes_or_leaves_nothing(tmp_path: Path) -> None:
+    from trainyard_core.io import atomic_path
+
+    with atomic_path(tmp_path / "model.onnx") as tmp:
+        tmp.write_bytes(b"ok")
+    assert (tmp_path / "model.onnx").read_bytes() == b"ok"
+    with pytest.raises(ValueError), atomic_path(tmp_path / "video.gif") as tmp:
+        tmp.write_bytes(b"half")
+        raise ValueError("encoder failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

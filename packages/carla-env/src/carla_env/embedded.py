@@ -8,6 +8,7 @@ N = 1 and no auto-reset, for ``gymnasium.make``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -189,8 +190,6 @@ class _Batch:
 def _config(config: SimulatorConfig | None, overrides: dict[str, Any]) -> SimulatorConfig:
     cfg = config or SimulatorConfig()
     if overrides:
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, **overrides)
     if cfg.backend != "embedded":
         raise ValueError(f"the embedded environments need backend='embedded', got {cfg.backend!r}")

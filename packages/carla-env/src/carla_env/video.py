@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 
-from trainyard_core.io import publish
+from trainyard_core.io import atomic_path
 
 __all__ = ["record_episode", "write_video"]
 
@@ -27,18 +25,11 @@ def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int = 10) -
     stack = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])
     if stack.ndim != 4 or stack.shape[-1] != 3:
         raise ValueError(f"frames must be (H, W, 3) uint8 images, got {stack.shape[1:]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".gif":
             iio.imwrite(tmp, stack, extension=".gif", duration=1000 / fps, loop=0)
         else:
             iio.imwrite(tmp, stack, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -8,15 +8,13 @@ computed once and baked in as a constant, so the exported graph holds no languag
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from driving_vla.modeling_driving_vla import DrivingVLA
-from trainyard_core.io import atomic_write_bytes, publish
+from trainyard_core.io import atomic_path, atomic_write_bytes
 
 __all__ = ["example_inputs", "export_onnx", "export_torchscript"]
 
@@ -74,13 +72,6 @@ def export_onnx(model: DrivingVLA, path: str | Path) -> Path:
         dynamic_shapes=(tuple({0: batch} for _ in keys),),
         dynamo=True)
     assert program is not None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        program.save(tmp)
-        return publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
+    return Path(path)

@@ -122,6 +122,8 @@ class World:
         self.completed = np.zeros(n, dtype=bool)
         self._version = 0  # bumped whenever state changes; keys the pose cache
         self._pose_version = -1
+        self._signal_version = -1
+        self._signal: tuple[np.ndarray, np.ndarray] = (f(n), np.zeros(n, dtype=np.int64))
         self._pose: tuple[np.ndarray, np.ndarray, np.ndarray] = (f((n, k)), f((n, k)), f((n, k)))
 
     # ------------------------------------------------------------------ reset
@@ -504,6 +506,7 @@ class World:
                 setattr(sub, name, value[envs])
         sub.n = len(envs)
         sub._pose_version = -1
+        sub._signal_version = -1
         return sub
 
     def route_length(self) -> np.ndarray:
@@ -530,6 +533,12 @@ class World:
         return tuple(np.concatenate(arrays, axis=1) for arrays in zip(*parts, strict=True))
 
     def next_signal(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distance to the ego's next stop line and its state (0 green, 1 yellow, 2 red)."""
-        gap, state = self._next_signal(self.s[:, None])
-        return gap[:, 0], state[:, 0]
+        """Distance to the ego's next stop line and its state (0 green, 1 yellow, 2 red).
+
+        Observations, rendering and the autopilot all ask each step: computed once per step.
+        """
+        if self._signal_version != self._version:
+            gap, state = self._next_signal(self.s[:, None])
+            self._signal = (gap[:, 0], state[:, 0])
+            self._signal_version = self._version
+        return self._signal
