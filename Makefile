@@ -11,8 +11,8 @@ BIN := $(VENV)/bin
 NOX := $(BIN)/nox
 PACKAGES := carla-env driving-vla trainers-rl vla-finetune env-servers model-merger
 ALL_PACKAGES := core $(PACKAGES)
-PACKAGE_EXTRAS := core[tensorboard] carla-env[carla] driving-vla[export,gguf]
-TRAIN_CONFIG ?= configs/train/ppo_cartpole.yaml
+PACKAGE_EXTRAS := core[tensorboard] carla-env[carla] driving-vla[export,gguf] trainers-rl[export]
+TRAIN_CONFIG ?= configs/train/driving.yaml
 RUNS_DIR ?= runs
 ARGS ?=
 
@@ -62,8 +62,8 @@ $(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh $(wildcard packages/
 setup: $(VENV)/.packages-stamp ## Create .venv with uv, nox and every package (editable)
 
 .PHONY: train
-train: setup ## Main job: PPO on CartPole-v1, evaluated beside a random policy (TRAIN_CONFIG=..., ARGS=...)
-	$(BIN)/trainers-rl ppo --config $(TRAIN_CONFIG) --output-dir $(RUNS_DIR) $(ARGS)
+train: setup ## Main job: demos -> BC -> PPO -> closed-loop eval -> export of DrivingVLA (TRAIN_CONFIG=..., ARGS=...)
+	$(BIN)/trainers-rl train --config $(TRAIN_CONFIG) --output-dir $(RUNS_DIR) $(ARGS)
 
 .PHONY: test
 test: $(VENV)/.tools-stamp ## Run every test with nox (ARGS are passed to pytest)

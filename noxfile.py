@@ -18,7 +18,12 @@ PACKAGES = [
     "core", "carla-env", "driving-vla", "trainers-rl", "vla-finetune", "env-servers", "model-merger"
 ]
 # Optional extras the tests exercise (the carla client is tested without a server).
-EXTRAS = {"core": "[tensorboard]", "carla-env": "[carla]", "driving-vla": "[export,gguf]"}
+EXTRAS = {
+    "core": "[tensorboard]",
+    "carla-env": "[carla]",
+    "driving-vla": "[export,gguf]",
+    "trainers-rl": "[export]"
+}
 DEV_REQUIREMENTS = "ci/dev-requirements.txt"
 SOURCES = ["noxfile.py", "ci", "packages", "tests", "benchmarks"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,13 @@ def test_atomic_path_publishes_or_leaves_nothing(tmp_path: Path) -> None:
         tmp.write_bytes(b"half")
         raise ValueError("encoder failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_atomic_directory_gets_the_mode_mkdir_would_give(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "model") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755

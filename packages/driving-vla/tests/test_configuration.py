@@ -26,7 +26,9 @@ def test_config_round_trips_through_save_pretrained(tmp_path: Path) -> None:
     "action_dim": 2
 }, "action_dim"), ({
     "image_size": "big"
-}, "image_size")])
+}, "image_size"), ({
+    "control_activation": "softsign"
+}, "control_activation")])
 def test_bad_sizes_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=f"DrivingVLAConfig.{field}"):
         DrivingVLAConfig(**kwargs)

@@ -6,18 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from driving_vla.export import export_onnx, export_torchscript
+from driving_vla.modeling_driving_vla import to_controls
 
 KEYS = ["camera", "state", "neighbors"]
 
 
-def _model_and_inputs(language_model: Path | None = None) -> tuple[DrivingVLA, tuple]:
+def _model_and_inputs(language_model: Path | None = None,
+                      control_activation: str = "clip") -> tuple[DrivingVLA, tuple]:
     torch.manual_seed(0)
     config = DrivingVLAConfig(observation_keys=KEYS,
-                              language_model=str(language_model) if language_model else None)
+                              language_model=str(language_model) if language_model else None,
+                              control_activation=control_activation)
     model = DrivingVLA(config).eval()
     inputs = (torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8), torch.randn(3, 16),
               torch.cat([torch.randn(3, 8, 6), torch.ones(3, 8, 1)], dim=2))
@@ -30,16 +34,29 @@ def _reference(model: DrivingVLA, inputs: tuple) -> list[np.ndarray]:
     return [out.controls.numpy(), out.waypoints.numpy(), out.value.numpy()]
 
 
-def test_torchscript_matches_pytorch(tmp_path: Path) -> None:
-    model, inputs = _model_and_inputs()
+def _other_activation_differs(model: DrivingVLA, inputs: tuple) -> None:
+    """The export must follow the model's activation, so the other one must give other controls."""
+    other = "clip" if model.config.control_activation == "tanh" else "tanh"
+    with torch.no_grad():
+        mean = model(**dict(zip(KEYS, inputs, strict=True))).action_mean
+    assert not np.allclose(to_controls(mean, other).numpy(), _reference(model, inputs)[0])
+
+
+@pytest.mark.parametrize("activation", ["clip", "tanh"])
+def test_torchscript_matches_pytorch(tmp_path: Path, activation: str) -> None:
+    model, inputs = _model_and_inputs(control_activation=activation)
+    _other_activation_differs(model, inputs)
     path = export_torchscript(model, tmp_path / "driving_vla.pt")
     loaded = torch.jit.load(str(path))
     for got, want in zip(loaded(*inputs), _reference(model, inputs), strict=True):
         np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-5, atol=1e-6)
 
 
-def test_onnx_matches_pytorch_with_any_batch(tmp_path: Path, tiny_language_model: Path) -> None:
-    model, inputs = _model_and_inputs(tiny_language_model)
+@pytest.mark.parametrize("activation", ["clip", "tanh"])
+def test_onnx_matches_pytorch_with_any_batch(tmp_path: Path, tiny_language_model: Path,
+                                             activation: str) -> None:
+    model, inputs = _model_and_inputs(tiny_language_model, control_activation=activation)
+    _other_activation_differs(model, inputs)
     path = export_onnx(model, tmp_path / "driving_vla.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == KEYS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,47 @@ def test_outputs_have_contract_shapes_and_bounds(keys: list[str]) -> None:
     assert out.value.shape == (4,)
     assert torch.all((out.controls[:, [0, 2]] >= 0) & (out.controls[:, [0, 2]] <= 1))
     assert torch.all(out.controls[:, 1].abs() <= 1)
+
+
+def test_tanh_controls_are_sacs_squashed_action_rescaled_to_the_box() -> None:
+    torch.manual_seed(0)
+    clip = DrivingVLA(DrivingVLAConfig())
+    tanh = DrivingVLA(DrivingVLAConfig(control_activation="tanh"))
+    tanh.load_state_dict(clip.state_dict())
+    inputs = _inputs(clip, batch=64)
+    with torch.no_grad():
+        clip.control_head.weight.mul_(20.0)  # means far outside the box
+        tanh.control_head.weight.mul_(20.0)
+        out_clip, out_tanh = clip(**inputs), tanh(**inputs)
+    torch.testing.assert_close(out_tanh.action_mean, out_clip.action_mean, rtol=0, atol=0)
+    low, high = torch.tensor([0.0, -1.0, 0.0]), torch.tensor([1.0, 1.0, 1.0])
+    mean = out_tanh.action_mean
+    torch.testing.assert_close(out_tanh.controls, low + (torch.tanh(mean) + 1) / 2 * (high - low))
+    torch.testing.assert_close(out_clip.controls, torch.clamp(mean, low, high), rtol=0, atol=0)
+    assert torch.all((out_tanh.controls >= low) & (out_tanh.controls <= high))
+    assert not torch.allclose(out_tanh.controls, out_clip.controls)
+
+
+def test_control_activation_survives_save_and_load(tmp_path: Path) -> None:
+    model = DrivingVLA(DrivingVLAConfig(control_activation="tanh"))
+    model.save_pretrained(tmp_path)
+    loaded = DrivingVLA.from_pretrained(tmp_path)
+    assert loaded.config.control_activation == "tanh"
+    inputs = _inputs(model)
+    np.testing.assert_array_equal(
+        loaded.act({
+            k: v.numpy() for k, v in inputs.items()
+        }).numpy(),
+        model(**inputs).controls.detach().numpy())
+
+
+def test_checkpoints_without_control_activation_keep_clipping(tmp_path: Path) -> None:
+    model = DrivingVLA(DrivingVLAConfig())
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["control_activation"]  # as written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert DrivingVLA.from_pretrained(tmp_path).config.control_activation == "clip"
 
 
 def test_absent_neighbours_do_not_matter() -> None:

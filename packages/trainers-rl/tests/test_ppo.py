@@ -22,7 +22,7 @@ def test_ppo_run_beats_random_and_writes_run_dir(tmp_path: Path) -> None:
     assert main(argv) == 0
     (run_dir,) = tmp_path.iterdir()
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.yaml", "model.zip", "eval.json", "learning_curve.png", "monitor"} <= names
+    assert {"config.yaml", "checkpoints", "eval.json", "learning_curve.png", "monitor"} <= names
     report = json.loads((run_dir / "eval.json").read_text())
     ppo, rand = report["policies"]
     assert report["total_timesteps"] >= 20000

@@ -17,11 +17,15 @@ from pathlib import Path
 __all__ = ["atomic_directory", "atomic_path", "atomic_write_bytes", "atomic_write_text", "publish"]
 
 
-def _file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (0o666 less the umask)."""
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the umask)."""
+    return 0o666 & ~_umask()
 
 
 def publish(tmp: str | Path, path: str | Path) -> Path:
@@ -82,6 +86,7 @@ def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"{str(target)!r} already exists (pass overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0o700; give it mkdir's mode
     try:
         yield tmp
     except BaseException:

@@ -8,13 +8,15 @@ The observation sizes default to ``carla_env``'s contract (16 state features, 8 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from transformers import PretrainedConfig
 
-__all__ = ["OBSERVATION_KEYS", "DrivingVLAConfig"]
+__all__ = ["CONTROL_ACTIVATIONS", "OBSERVATION_KEYS", "DrivingVLAConfig"]
 
 OBSERVATION_KEYS = ("camera", "state", "neighbors")
+CONTROL_ACTIVATIONS = ("clip", "tanh")
 _POSITIVE = ("num_cameras", "image_size", "action_dim", "trajectory_length", "hidden_size",
              "state_dim", "neighbor_dim", "instruction_dim")
 
@@ -38,12 +40,16 @@ class DrivingVLAConfig(PretrainedConfig):
         instruction_dim: size the instruction embedding is projected to.
         language_hidden_size: the language model's hidden size (read from it when None).
         log_std_init: initial log standard deviation of the control distribution.
+        control_activation: how the control head's output becomes controls. ``clip``: the
+            Gaussian mean clipped to the action box (PPO's deterministic action). ``tanh``:
+            ``low + (tanh(mean) + 1) / 2 * (high - low)``, SAC's squashed deterministic action
+            rescaled to the box, so a SAC-trained head means the same thing after export.
     """
 
     model_type = "driving_vla"
 
     def __init__(self,
-                 observation_keys: list[str] | tuple[str, ...] = ("state", "neighbors"),
+                 observation_keys: Sequence[str] = ("state", "neighbors"),
                  num_cameras: int = 1,
                  image_size: int = 64,
                  action_dim: int = 3,
@@ -59,6 +65,7 @@ class DrivingVLAConfig(PretrainedConfig):
                  instruction_dim: int = 64,
                  language_hidden_size: int | None = None,
                  log_std_init: float = -0.5,
+                 control_activation: str = "clip",
                  **kwargs: Any) -> None:
         self.observation_keys = list(observation_keys)
         self.num_cameras = num_cameras
@@ -76,6 +83,7 @@ class DrivingVLAConfig(PretrainedConfig):
         self.instruction_dim = instruction_dim
         self.language_hidden_size = language_hidden_size
         self.log_std_init = log_std_init
+        self.control_activation = control_activation
         for name in _POSITIVE:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -90,6 +98,9 @@ class DrivingVLAConfig(PretrainedConfig):
         if unknown or not self.observation_keys:
             raise ValueError(f"DrivingVLAConfig.observation_keys must be a non-empty subset of "
                              f"{', '.join(OBSERVATION_KEYS)}, got unknown {unknown}")
+        if control_activation not in CONTROL_ACTIVATIONS:
+            raise ValueError(f"DrivingVLAConfig.control_activation must be one of "
+                             f"{', '.join(CONTROL_ACTIVATIONS)}, got {control_activation!r}")
         if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
             raise ValueError(f"DrivingVLAConfig.cnn_channels must be positive, got {cnn_channels}")
         super().__init__(**kwargs)

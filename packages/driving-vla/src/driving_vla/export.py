@@ -3,6 +3,8 @@
 Both exports take the observation tensors named in ``config.observation_keys`` (in that
 order) and return ``controls``, ``waypoints`` and ``value``. The instruction embedding is
 computed once and baked in as a constant, so the exported graph holds no language model.
+``controls`` go through the model's ``control_activation`` (clip for PPO, tanh for SAC), which
+is fixed at export time: the graph holds that one mapping, not a switch.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def export_onnx(model: DrivingVLA, path: str | Path) -> Path:
         output_names=OUTPUT_NAMES,
         # forward(*inputs): one varargs argument holding every input
         dynamic_shapes=(tuple({0: batch} for _ in keys),),
-        dynamo=True)
+        dynamo=True,
+        verbose=False)
     assert program is not None
     with atomic_path(path) as tmp:
         program.save(str(tmp))

@@ -4,8 +4,9 @@ Inputs follow ``carla_env``'s observation contract: ``camera`` (uint8 images), `
 (ego features) and ``neighbors`` (nearest cars, the last feature a presence flag). The
 driving instruction is embedded by a frozen causal LM when ``language_model`` is set; the
 embedding is computed once per instruction and cached, so RL pays for the LM once, not per
-step. Heads: controls (the mean of a Gaussian policy, clipped to throttle and brake in
-[0, 1] and steer in [-1, 1]), future waypoints, and a value estimate.
+step. Heads: controls (the mean of a Gaussian policy mapped to throttle and brake in [0, 1]
+and steer in [-1, 1], by clipping as PPO does or through tanh as SAC does; see
+``DrivingVLAConfig.control_activation``), future waypoints, and a value estimate.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["DrivingVLA", "DrivingVLAOutput"]
 class DrivingVLAOutput:
     """What one forward pass returns (batch first)."""
 
-    action_mean: torch.Tensor  # (B, 3) unclipped control means, for a Gaussian policy
+    action_mean: torch.Tensor  # (B, 3) raw control means (before clip or tanh), for a Gaussian
     controls: torch.Tensor  # (B, 3) throttle [0, 1], steer [-1, 1], brake [0, 1]
     waypoints: torch.Tensor  # (B, T, 2) future positions in the ego frame, metres
     value: torch.Tensor  # (B,)
@@ -42,6 +43,28 @@ def clip_controls(mean: torch.Tensor) -> torch.Tensor:
     low = torch.tensor(_LOW, dtype=mean.dtype, device=mean.device)
     high = torch.tensor(_HIGH, dtype=mean.dtype, device=mean.device)
     return torch.maximum(torch.minimum(mean, high), low)
+
+
+def tanh_controls(mean: torch.Tensor) -> torch.Tensor:
+    """Squash control means into the action box, as SAC's deterministic action is.
+
+    SB3's SAC takes ``tanh(mean)`` in [-1, 1] and rescales it to the box
+    (``low + (a + 1) / 2 * (high - low)``); the same arithmetic here makes a SAC-trained
+    control head act identically inside ``DrivingVLA``.
+    """
+    low = torch.tensor(_LOW, dtype=mean.dtype, device=mean.device)
+    high = torch.tensor(_HIGH, dtype=mean.dtype, device=mean.device)
+    return low + (0.5 * (torch.tanh(mean) + 1.0) * (high - low))
+
+
+def to_controls(mean: torch.Tensor, activation: str) -> torch.Tensor:
+    """Controls from control means by ``DrivingVLAConfig.control_activation``."""
+    if activation == "clip":
+        return clip_controls(mean)
+    if activation == "tanh":
+        return tanh_controls(mean)
+    raise ValueError(f"DrivingVLAConfig.control_activation must be clip or tanh, got "
+                     f"{activation!r}")
 
 
 class _SmallCNN(nn.Module):
@@ -82,6 +105,7 @@ class DrivingVLA(PreTrainedModel):
     """The driving policy model; ``save_pretrained`` writes config.json + safetensors."""
 
     config_class = DrivingVLAConfig
+    config: DrivingVLAConfig
     base_model_prefix = "driving_vla"
     main_input_name = "state"
 
@@ -110,7 +134,7 @@ class DrivingVLA(PreTrainedModel):
         self.trunk = nn.Sequential(nn.Linear(sum(widths), config.hidden_size), nn.Tanh(),
                                    nn.Linear(config.hidden_size, config.hidden_size), nn.Tanh())
         self.control_head = nn.Linear(config.hidden_size, config.action_dim)
-        self.log_std = nn.Parameter(torch.full((config.action_dim,), config.log_std_init))
+        self.log_std = nn.Parameter(torch.full((config.action_dim,), float(config.log_std_init)))
         self.waypoint_head = nn.Linear(config.hidden_size, config.trajectory_length * 2)
         self.value_head = nn.Linear(config.hidden_size, 1)
         self._instruction_cache: dict[str, torch.Tensor] = {}
@@ -129,8 +153,9 @@ class DrivingVLA(PreTrainedModel):
 
         cfg = self.config
         kwargs = {"gguf_file": cfg.language_model_file} if cfg.language_model_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(cfg.language_model, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(cfg.language_model, **kwargs)
+        name = str(cfg.language_model)  # only called when one is set
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
         model.eval().requires_grad_(False)
         return tokenizer, model
 
@@ -188,7 +213,7 @@ class DrivingVLA(PreTrainedModel):
         mean = self.control_head(features)
         return DrivingVLAOutput(
             action_mean=mean,
-            controls=clip_controls(mean),
+            controls=to_controls(mean, self.config.control_activation),
             waypoints=self.waypoint_head(features).view(-1, self.config.trajectory_length, 2),
             value=self.value_head(features).squeeze(-1),
             features=features,

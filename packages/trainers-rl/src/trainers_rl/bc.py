@@ -48,12 +48,18 @@ class BCConfig:
     waypoint_weight: float = 1.0
     control_weight: float = 1.0
     hidden_size: int = 128
+    control_activation: str = dataclasses.field(
+        default="clip",
+        metadata={"help": "clip (for PPO) or tanh (for SAC): how the control head is read"})
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.control_activation not in ("clip", "tanh"):
+            raise ValueError(f"control_activation must be clip or tanh, got "
+                             f"{self.control_activation!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
@@ -80,7 +86,8 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model_cfg = DrivingVLAConfig(observation_keys=keys,
                                  trajectory_length=int(meta["demo"]["trajectory_length"]),
-                                 hidden_size=cfg.hidden_size)
+                                 hidden_size=cfg.hidden_size,
+                                 control_activation=cfg.control_activation)
     model = DrivingVLA(model_cfg)
     torch.nn.Module.to(model, device)
     # Cloning trains the encoders, waypoint and control heads; value and exploration noise
@@ -105,7 +112,10 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
             inputs = {k: tensors[k][batch].to(device) for k in keys}
             out = net(**inputs)
             waypoint_loss = torch.mean((out.waypoints - tensors["waypoints"][batch].to(device))**2)
-            control_loss = torch.mean((out.action_mean - tensors["actions"][batch].to(device))**2)
+            # clip: regress the Gaussian mean (clipping has no gradient outside the box);
+            # tanh: the squashed controls themselves.
+            pred = out.action_mean if cfg.control_activation == "clip" else out.controls
+            control_loss = torch.mean((pred - tensors["actions"][batch].to(device))**2)
             loss = cfg.waypoint_weight * waypoint_loss + cfg.control_weight * control_loss
             optimizer.zero_grad()
             loss.backward()

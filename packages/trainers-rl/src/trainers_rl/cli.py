@@ -12,7 +12,9 @@ from carla_env import SimulatorConfig
 from trainers_rl.bc import BCConfig, train_bc
 from trainers_rl.demos import DemoConfig, record_demos
 from trainers_rl.envs import require_registered
+from trainers_rl.evaluate_cli import EvaluateConfig, run_evaluate
 from trainers_rl.evaluation import random_policy, run_episodes, summarize
+from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
 from trainers_rl.plots import plot_learning_curve
 from trainers_rl.ppo import PPOTrainer
 from trainers_rl.run_config import PPORunConfig
@@ -26,6 +28,14 @@ from trainyard_core.tracking import make_run_dir, start_wandb
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainers-rl", description="trainyard trainers.")
     commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="the main job: demos -> behaviour cloning -> RL -> evaluation -> export",
+        description="Record autopilot demonstrations, clone them into DrivingVLA, fine-tune it "
+        "with PPO or SAC, evaluate it in closed loop on held-out seeds beside the autopilot and "
+        "a random policy, and export it to ONNX and TorchScript, all into one run directory "
+        "(configs/train/driving.yaml is what `make train` runs).")
+    add_config_arguments(train, DrivingRunConfig)
     ppo = commands.add_parser(
         "ppo",
         help="train a PPO policy, evaluate it beside a random policy",
@@ -44,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Train DrivingVLA's waypoint and control heads on a "
                              "recorded dataset; same as python -m trainers_rl.bc.")
     add_config_arguments(bc, BCConfig)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="closed-loop evaluation of a DrivingVLA beside the autopilot and random",
+        description="Drive a saved DrivingVLA (control head, waypoint head + controller, or "
+        "both) and baselines for one episode per held-out seed on the embedded simulator; "
+        "write eval.json and an episode video, print driving metrics.")
+    add_config_arguments(evaluate, EvaluateConfig)
     return parser
 
 
@@ -63,9 +80,8 @@ def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
     run_dir = make_run_dir(cfg.output_dir, cfg.name)
     save_config(cfg, run_dir / "config.yaml")
     wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg))
-    trainer = PPOTrainer(cfg.ppo, monitor_dir=run_dir / "monitor")
+    trainer = PPOTrainer(cfg.ppo, run_dir=run_dir)
     trainer.train(tensorboard_dir=run_dir / "tensorboard" if cfg.tracking.tensorboard else None)
-    trainer.save(run_dir / "model.zip")
 
     seeds = range(cfg.eval.seed, cfg.eval.seed + cfg.eval.episodes)
     rows = [
@@ -100,7 +116,9 @@ def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainers-rl`` command."""
     args = parse_args(build_parser(), argv)
-    if args.command == "ppo":
+    if args.command == "train":
+        run_pipeline(config_from_args(DrivingRunConfig, args))
+    elif args.command == "ppo":
         run_ppo(config_from_args(PPORunConfig, args))
     elif args.command == "record-demos":
         cfg = config_from_args(RecordConfig, args)
@@ -108,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demonstrations: {path}")
     elif args.command == "bc":
         print(json.dumps(train_bc(config_from_args(BCConfig, args))))
+    elif args.command == "evaluate":
+        run_evaluate(config_from_args(EvaluateConfig, args))
     return 0
 
 

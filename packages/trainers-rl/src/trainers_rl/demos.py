@@ -32,12 +32,23 @@ class DemoConfig:
     num_envs: int = 32
     trajectory_length: int = 10
     stride: int = 5  # steps between waypoints (0.5 s at control_dt 0.1)
+    action_noise: float = dataclasses.field(
+        default=0.0,
+        metadata={
+            "help": "std of the noise added to the steer and throttle the car executes "
+                    "(the label stays the expert's clean action: DART)"
+        })
+    noise_correlation: float = dataclasses.field(
+        default=0.9, metadata={"help": "AR(1) coefficient of that noise, per control step"})
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("episodes", "num_envs", "trajectory_length", "stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.action_noise < 0 or not 0 <= self.noise_correlation < 1:
+            raise ValueError(f"action_noise must be >= 0 and noise_correlation in [0, 1), got "
+                             f"{self.action_noise} and {self.noise_correlation}")
 
 
 def _waypoints(xs: np.ndarray, ys: np.ndarray, yaws: np.ndarray, horizon: int,
@@ -63,6 +74,9 @@ def record_demos(sim: SimulatorConfig, cfg: DemoConfig, out_dir: str | Path) -> 
     current: list[dict[str, list[Any]]] = [_empty(keys) for _ in range(n)]
     samples: dict[str, list[np.ndarray]] = {k: [] for k in [*keys, "actions", "waypoints"]}
     finished = outcomes = 0
+    rng = np.random.default_rng(cfg.seed)
+    noise = np.zeros((n, 3), np.float32)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
     while finished < cfg.episodes:
         actions = envs.autopilot()
         world = envs.world
@@ -72,13 +86,23 @@ def record_demos(sim: SimulatorConfig, cfg: DemoConfig, out_dir: str | Path) -> 
                 episode[key].append(obs[key][i])
             episode["actions"].append(actions[i])
             episode["pose"].append((world.x[i], world.y[i], world.yaw[i]))
-        obs, _, terminated, truncated, info = envs.step(actions)
+        if cfg.action_noise > 0:
+            # Perturb what is executed, not the label, so the data shows recoveries.
+            rho = cfg.noise_correlation
+            noise = rho * noise + np.sqrt(1 - rho**2) * cfg.action_noise * rng.standard_normal(
+                (n, 3)).astype(np.float32)
+            noise[:, 2] = 0.0
+            executed = np.clip(actions + noise, low, high)
+        else:
+            executed = actions
+        obs, _, terminated, truncated, info = envs.step(executed)
         for done in np.flatnonzero(terminated | truncated).tolist():
             if finished < cfg.episodes:
                 outcomes += int(info["route_completed"][done])
                 _flush(current[done], samples, keys, cfg)
                 finished += 1
             current[done] = _empty(keys)
+            noise[done] = 0.0
     arrays = {k: np.concatenate(v) for k, v in samples.items() if v}
     if not arrays:
         raise RuntimeError("no episode was long enough to give a waypoint target; lower "

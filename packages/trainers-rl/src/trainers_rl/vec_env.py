@@ -28,8 +28,8 @@ class SB3VecEnv(VecEnv):
         if mode is not None and str(getattr(mode, "value", mode)) != "SameStep":
             raise ValueError(f"SB3VecEnv needs a vector env with AutoresetMode.SAME_STEP, got "
                              f"{mode}")
+        self.env = env  # before super().__init__, which reads render_mode through get_attr
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
-        self.env = env
         self._actions: np.ndarray | None = None
         self.sim_seconds = 0.0  # wall time spent inside the wrapped env's step()
 

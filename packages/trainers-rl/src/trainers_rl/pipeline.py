@@ -1,0 +1,382 @@
+"""The main job: demonstrations → behaviour cloning → RL fine-tuning → evaluation → export.
+
+``trainers-rl train --config configs/train/driving.yaml`` (``make train``) runs every stage
+into one run directory and ends with the closed-loop evaluation table::
+
+    runs/driving-<time>/
+      config.yaml          the resolved config of this run
+      demos/               autopilot demonstrations (meta.json, data.npz)
+      bc/                  the behaviour-cloned DrivingVLA and its losses
+      rl/                  checkpoints/, monitor/, tensorboard/, eval_history.jsonl
+      model/               the final DrivingVLA (``DrivingVLA.from_pretrained``)
+      export/              model.onnx and model.pt (TorchScript), with their parity
+      eval.json            policy, behaviour cloning, autopilot and random on held-out seeds
+      episode.gif          one evaluation episode of the final policy
+      learning_curve.png   training returns and evaluation during training
+      summary.json         stage timings and where everything is
+
+Demonstrations and cloning always use the embedded simulator (its autopilot is the expert);
+RL and evaluation use ``sim`` — the embedded backend by default, CARLA servers when
+``sim.backend: carla``. ``--resume RUN_DIR`` skips finished stages and continues RL from its
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from carla_env import SimulatorConfig
+from carla_env.envs import make_vector_env
+from driving_vla import DrivingVLA
+from trainers_rl.bc import BCConfig, train_bc
+from trainers_rl.callbacks import EvalCallback
+from trainers_rl.closed_loop import (
+    autopilot_policy,
+    evaluate_closed_loop,
+    evaluate_policies,
+    evaluate_vector_env,
+    model_policy,
+    random_policy,
+    table_row,
+)
+from trainers_rl.demos import DemoConfig, record_demos
+from trainers_rl.plots import plot_training
+from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.sac import SACConfig, SACTrainer
+from trainers_rl.trainer import Trainer
+from trainyard_core.config import ConfigError, save_config
+from trainyard_core.io import atomic_write_text
+from trainyard_core.table import print_table
+from trainyard_core.tracking import TrackingConfig, make_run_dir, start_wandb
+
+__all__ = ["DrivingRunConfig", "EvalStageConfig", "RLStageConfig", "run_pipeline"]
+
+ALGORITHMS = ("ppo", "sac", "none")
+
+
+@dataclasses.dataclass
+class RLStageConfig:
+    """RL fine-tuning of the cloned policy (``algorithm: none`` ships behaviour cloning)."""
+
+    algorithm: str = dataclasses.field(default="ppo", metadata={"help": "ppo, sac or none"})
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    sac: SACConfig = dataclasses.field(default_factory=SACConfig)
+    eval_every: int = dataclasses.field(
+        default=0, metadata={"help": "env steps between evaluations during RL (0 = none)"})
+    eval_episodes: int = dataclasses.field(default=32,
+                                           metadata={"help": "episodes per evaluation during RL"})
+    eval_seed: int = dataclasses.field(
+        default=500_000,
+        metadata={"help": "first validation seed of evaluations during RL (not the test seeds)"})
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"rl.algorithm must be one of {', '.join(ALGORITHMS)}, got "
+                             f"{self.algorithm!r}")
+        if self.eval_every < 0 or self.eval_episodes < 1:
+            raise ValueError("rl.eval_every must be >= 0 and rl.eval_episodes >= 1")
+
+
+@dataclasses.dataclass
+class EvalStageConfig:
+    """The final closed-loop evaluation, on seeds no training stage used."""
+
+    episodes: int = 100
+    seed: int = dataclasses.field(
+        default=1_000_000, metadata={"help": "first held-out seed; training seeds are below"})
+    video: str = dataclasses.field(default="gif", metadata={"help": "gif, mp4 or none"})
+    waypoints: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "also evaluate the cloned waypoints followed by the controller"})
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
+        if self.video not in ("gif", "mp4", "none"):
+            raise ValueError(f"eval.video must be gif, mp4 or none, got {self.video!r}")
+
+
+@dataclasses.dataclass
+class DrivingRunConfig:
+    """Everything ``make train`` does, in one file (configs/train/driving.yaml)."""
+
+    name: str = "driving"
+    output_dir: str = dataclasses.field(default="runs",
+                                        metadata={
+                                            "help": "parent of the run directory",
+                                            "flags": ("--output-dir",)
+                                        })
+    resume: str = dataclasses.field(
+        default="", metadata={"help": "a run directory to continue (finished stages are kept)"})
+    sim: SimulatorConfig = dataclasses.field(default_factory=SimulatorConfig)
+    demos: DemoConfig = dataclasses.field(default_factory=DemoConfig)
+    bc: BCConfig = dataclasses.field(default_factory=BCConfig)
+    rl: RLStageConfig = dataclasses.field(default_factory=RLStageConfig)
+    eval: EvalStageConfig = dataclasses.field(default_factory=EvalStageConfig)
+    export: bool = dataclasses.field(default=True, metadata={"help": "export ONNX and TorchScript"})
+    torch_threads: int = dataclasses.field(
+        default=1,
+        metadata={
+            "help": "torch intra-op threads (0 = torch's default). Small networks gain "
+                    "nothing from more, and lose much when another process shares the cores"
+        })
+    tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        train_seeds = max(self.demos.seed + self.demos.num_envs,
+                          self.rl.ppo.seed + self.rl.ppo.num_envs,
+                          self.rl.sac.seed + self.rl.sac.num_envs)
+        if self.eval.seed < train_seeds:
+            raise ValueError(f"eval.seed {self.eval.seed} overlaps the training env seeds "
+                             f"(below {train_seeds})")
+        validation = range(self.rl.eval_seed, self.rl.eval_seed + self.rl.eval_episodes)
+        if validation.start < train_seeds or validation.stop > self.eval.seed:
+            raise ValueError(f"rl.eval_seed {self.rl.eval_seed}: validation seeds "
+                             f"{validation.start}..{validation.stop - 1} must lie between the "
+                             f"training seeds (below {train_seeds}) and eval.seed {self.eval.seed}")
+
+    @property
+    def algorithm_config(self) -> PPOConfig | SACConfig:
+        return self.rl.sac if self.rl.algorithm == "sac" else self.rl.ppo
+
+
+def _trainer_class(algorithm: str) -> type[Trainer]:
+    return SACTrainer if algorithm == "sac" else PPOTrainer
+
+
+def _stage(name: str, timings: dict[str, float]) -> Any:
+    """Time a stage and announce it (a run is minutes long; users watch it)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def timer() -> Any:
+        print(f"[{name}]", flush=True)
+        start = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - start, 2)
+        print(f"[{name}] done in {timings[name]:.1f} s", flush=True)
+
+    return timer()
+
+
+def _run_dir(cfg: DrivingRunConfig) -> Path:
+    if not cfg.resume:
+        return make_run_dir(cfg.output_dir, cfg.name)
+    run_dir = Path(cfg.resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"resume: {str(run_dir)!r} is not a run directory of "
+                          "`trainers-rl train` (no config.yaml)")
+    return run_dir
+
+
+def run_pipeline(cfg: DrivingRunConfig) -> dict[str, Any]:
+    """Run every stage (skipping finished ones when resuming); returns summary.json."""
+    if cfg.export:
+        import importlib.util
+
+        missing = [m for m in ("onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(f"export: true needs {', '.join(missing)} (pip install "
+                              "'trainyard-trainers-rl[export]'), or set export: false")
+    run_dir = _run_dir(cfg)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    save_config(cfg, run_dir / "config.yaml")
+    wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg))
+    timings: dict[str, float] = {}
+    total_start = time.perf_counter()
+
+    demos_dir = run_dir / "demos"
+    if not (demos_dir / "meta.json").is_file():
+        with _stage("demonstrations", timings):
+            demo_sim = dataclasses.replace(cfg.sim, backend="embedded")
+            record_demos(demo_sim, cfg.demos, demos_dir)
+
+    bc_dir = run_dir / "bc"
+    if not (bc_dir / "model" / "config.json").is_file():
+        with _stage("behaviour cloning", timings):
+            activation = "tanh" if cfg.rl.algorithm == "sac" else cfg.bc.control_activation
+            train_bc(
+                dataclasses.replace(cfg.bc,
+                                    data_dir=str(demos_dir),
+                                    output_dir=str(bc_dir),
+                                    control_activation=activation))
+    bc_model = DrivingVLA.from_pretrained(bc_dir / "model").eval()
+
+    report: dict[str, Any] = {"run_dir": str(run_dir)}
+    final = bc_model
+    if cfg.rl.algorithm != "none":
+        with _stage(f"RL fine-tuning ({cfg.rl.algorithm.upper()})", timings):
+            trainer = _train_rl(cfg, run_dir / "rl", bc_model)
+        report["rl"] = {
+            "algorithm": cfg.rl.algorithm,
+            "total_timesteps": int(trainer.model.num_timesteps),
+            "train_seconds": round(trainer.train_seconds, 2),
+            "steps_per_second": round(trainer.steps_per_second, 1),
+        }
+        final = trainer.driving_vla().eval()
+    trainer_done = time.perf_counter()
+    from trainyard_core.io import atomic_directory
+
+    with atomic_directory(run_dir / "model", overwrite=True) as tmp:
+        final.save_pretrained(tmp)
+    final = DrivingVLA.from_pretrained(run_dir / "model").eval()  # what users will load
+
+    with _stage("evaluation", timings):
+        rows = _evaluate(cfg, run_dir, final, bc_model)
+    report["eval"] = rows
+
+    if cfg.export:
+        with _stage("export", timings):
+            report["export"] = _export(final, run_dir / "export", cfg.sim)
+
+    history = run_dir / "rl" / "eval_history.jsonl"
+    monitor = run_dir / "rl" / "monitor"
+    if monitor.is_dir() and any(monitor.glob("*.monitor.csv")):
+        plot_training(monitor, history if history.is_file() else None,
+                      run_dir / "learning_curve.png",
+                      f"{cfg.rl.algorithm.upper()} fine-tuning of DrivingVLA ({cfg.sim.scenario})")
+    timings["total"] = round(time.perf_counter() - total_start, 2)
+    del trainer_done
+    report["timings_s"] = timings
+    atomic_write_text(run_dir / "summary.json", json.dumps(report, indent=2) + "\n")
+    if wandb_run is not None:
+        wandb_run.finish()
+    print_table(
+        f"closed loop, {cfg.sim.scenario}: {cfg.eval.episodes} held-out episodes (seeds "
+        f"{cfg.eval.seed}..{cfg.eval.seed + cfg.eval.episodes - 1})", [_row(r) for r in rows])
+    print(f"run directory: {run_dir}")
+    return report
+
+
+def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trainer:
+    alg = cfg.algorithm_config
+    env = make_vector_env(alg.num_envs, dataclasses.replace(cfg.sim, seed=alg.seed))
+    cls = _trainer_class(cfg.rl.algorithm)
+    if (rl_dir / "checkpoints").is_dir():
+        trainer = cls.resume(rl_dir, env=env, run_dir=rl_dir)
+        print(f"resumed {cfg.rl.algorithm.upper()} at step {trainer.model.num_timesteps}")
+    else:
+        trainer = cls(alg, env=env, model=bc_model, run_dir=rl_dir)
+    callbacks: list[BaseCallback] = []
+    if cfg.rl.eval_every:
+
+        def validate(t: Trainer) -> dict[str, Any]:
+            model = t.driving_vla()
+            was_training = model.training
+            model.eval()
+            # Always on the embedded simulator: cheap, and CARLA servers are busy training.
+            sim = dataclasses.replace(cfg.sim, backend="embedded")
+            result = evaluate_closed_loop(sim, model_policy(model), cfg.rl.eval_episodes,
+                                          cfg.rl.eval_seed)
+            model.train(was_training)
+            return {k: v for k, v in result.items() if isinstance(v, int | float)}
+
+        callbacks.append(
+            EvalCallback(validate, trainer, cfg.rl.eval_every, rl_dir / "eval_history.jsonl"))
+    trainer.train(total_timesteps=alg.total_timesteps,
+                  callback=callbacks,
+                  tensorboard_dir=rl_dir / "tensorboard" if cfg.tracking.tensorboard else None)
+    return trainer
+
+
+def _evaluate(cfg: DrivingRunConfig, run_dir: Path, final: DrivingVLA,
+              bc_model: DrivingVLA) -> list[dict[str, Any]]:
+    if cfg.sim.backend != "embedded":
+        return _evaluate_on_servers(cfg, run_dir, final, bc_model)
+    policies = {"policy": model_policy(final)}
+    if cfg.rl.algorithm != "none":
+        policies["bc"] = model_policy(bc_model)
+    if cfg.eval.waypoints:
+        policies["bc-waypoints"] = model_policy(bc_model, mode="waypoints")
+    policies["autopilot"] = autopilot_policy()
+    policies["random"] = random_policy(cfg.eval.seed)
+    video = None if cfg.eval.video == "none" else "policy"
+    return evaluate_policies(cfg.sim,
+                             policies,
+                             cfg.eval.episodes,
+                             cfg.eval.seed,
+                             run_dir,
+                             video_policy=video,
+                             video_format=cfg.eval.video if video else "gif")
+
+
+def _evaluate_on_servers(cfg: DrivingRunConfig, run_dir: Path, final: DrivingVLA,
+                         bc_model: DrivingVLA) -> list[dict[str, Any]]:
+    """CARLA: the same metrics, episodes played in turn on the training's servers.
+
+    The embedded autopilot reads the embedded world's state, so it has no row here; the
+    waypoint row needs that world too.
+    """
+    envs = make_vector_env(cfg.algorithm_config.num_envs, cfg.sim)
+    rng = np.random.default_rng(cfg.eval.seed)
+    low, high = envs.single_action_space.low, envs.single_action_space.high  # type: ignore[attr-defined]
+
+    def uniform(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return rng.uniform(low, high, (envs.num_envs, 3)).astype(np.float32)
+
+    acts = {"policy": lambda obs: final.act(obs).numpy(), "random": uniform}
+    if cfg.rl.algorithm != "none":
+        acts["bc"] = lambda obs: bc_model.act(obs).numpy()
+    summaries = []
+    try:
+        for name, act in acts.items():
+            summaries.append(
+                evaluate_vector_env(envs, act, cfg.eval.episodes, cfg.eval.seed, name=name))
+    finally:
+        envs.close()
+    report = {
+        "format": "trainyard-closed-loop/1",
+        "episodes": cfg.eval.episodes,
+        "backend": cfg.sim.backend,
+        "simulator": dataclasses.asdict(cfg.sim),
+        "policies": summaries,
+    }
+    atomic_write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    return [table_row(s) for s in summaries]
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    keep = ("policy", "collision_free", "route_completion", "completed", "collisions_per_km",
+            "off_road", "lane_invasions", "mean_speed_mps", "mean_abs_jerk")
+    return {k: row[k] for k in keep if k in row}
+
+
+def _export(model: DrivingVLA, out: Path, sim: SimulatorConfig) -> dict[str, Any]:
+    """ONNX and TorchScript files, and their largest deviation from PyTorch on real inputs."""
+    from carla_env.embedded import EmbeddedVectorEnv
+    from driving_vla.export import export_onnx, export_torchscript
+
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = export_onnx(model, out / "model.onnx")
+    script_path = export_torchscript(model, out / "model.pt")
+    env = EmbeddedVectorEnv(8, dataclasses.replace(sim, backend="embedded"))
+    obs, _ = env.reset(seed=0)
+    inputs = [torch.as_tensor(obs[k]) for k in model.config.observation_keys]
+    with torch.no_grad():
+        expected = model.act(obs).numpy()
+        scripted = torch.jit.load(str(script_path))(*inputs)[0].numpy()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feeds = {
+        i.name: np.asarray(obs[k])
+        for i, k in zip(session.get_inputs(), model.config.observation_keys, strict=True)
+    }
+    onnx_out = session.run(None, feeds)[0]
+    return {
+        "onnx": str(onnx_path),
+        "torchscript": str(script_path),
+        "onnx_max_abs_diff": float(np.abs(onnx_out - expected).max()),
+        "torchscript_max_abs_diff": float(np.abs(scripted - expected).max()),
+    }

@@ -1,0 +1,75 @@
+"""``SACTrainer``: stable-baselines3 SAC, with DrivingVLA or an MLP as the actor."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any, ClassVar, cast
+
+from stable_baselines3 import SAC
+from stable_baselines3.sac.policies import SACPolicy
+
+from driving_vla import DrivingVLA, DrivingVLAConfig
+from trainers_rl.sac.config import SACConfig
+from trainers_rl.trainer import Trainer
+
+__all__ = ["SACTrainer"]
+
+
+class SACTrainer(Trainer):
+    """``SACTrainer(model=DrivingVLA(...), env=..., config=SACConfig(...)).train()``.
+
+    SAC squashes its actions with tanh, so the actor's DrivingVLA always has
+    ``control_activation="tanh"``: the trainer builds it from a copy of the given model's
+    config with that one field changed (the given model is not modified), and
+    ``save_pretrained`` writes a tanh model whose ``act`` equals SAC's deterministic action.
+    A model given with ``"clip"`` keeps its encoders and trunk exactly, but its control head is
+    read through tanh from then on, so its first actions differ (a warning says so).
+    """
+
+    algorithm: ClassVar[type[SAC]] = SAC
+    config_class: ClassVar[type[SACConfig]] = SACConfig
+    name: ClassVar[str] = "sac"
+    config: SACConfig
+
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "buffer_size": c.buffer_size,
+            "learning_starts": c.learning_starts,
+            "batch_size": c.batch_size,
+            "tau": c.tau,
+            "train_freq": c.train_freq,
+            "gradient_steps": c.gradient_steps,
+            "ent_coef": c.ent_coef,
+            "target_entropy": "auto" if c.target_entropy is None else c.target_entropy,
+        }
+
+    @property
+    def _sac_policy(self) -> SACPolicy:
+        return cast(SACPolicy, self.model.policy)
+
+    def _driving_vla_policy_kwargs(self, config: DrivingVLAConfig) -> dict[str, Any]:
+        from trainers_rl.policies import sac_policy_kwargs
+
+        actor_config = copy.deepcopy(config)
+        actor_config.control_activation = "tanh"
+        return sac_policy_kwargs(actor_config, self.config.qf_net_arch)
+
+    def _load_driving_vla(self, model: DrivingVLA) -> None:
+        from trainers_rl.policies import load_driving_vla_sac
+
+        if model.config.control_activation != "tanh":
+            warnings.warn(
+                f"SACTrainer: the given DrivingVLA has control_activation="
+                f"{model.config.control_activation!r}; SAC reads its control head through tanh, "
+                f"so the initial actions differ from the model's (encoders and trunk carry over "
+                f"unchanged). Build the model with control_activation='tanh' to silence this.",
+                UserWarning,
+                stacklevel=3)
+        load_driving_vla_sac(self._sac_policy, model)
+
+    def _export_driving_vla(self) -> DrivingVLA:
+        from trainers_rl.policies import to_driving_vla_sac
+
+        return to_driving_vla_sac(self._sac_policy)

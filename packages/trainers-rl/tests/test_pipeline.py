@@ -1,0 +1,128 @@
+"""The main job end to end on a tiny budget: every stage writes its part of one run directory,
+a killed run resumes, and bad configs are refused before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carla_env.embedded import EmbeddedVectorEnv
+from driving_vla import DrivingVLA
+from trainers_rl.cli import main
+from trainers_rl.pipeline import DrivingRunConfig
+from trainyard_core.config import ConfigError, load_config
+
+CONFIG = Path(__file__).parents[3] / "configs" / "train" / "driving.yaml"
+TINY = [
+    "sim.max_episode_steps=150", "sim.route_length=120", "demos.episodes=16", "demos.num_envs=8",
+    "bc.epochs=2", "bc.batch_size=64", "bc.hidden_size=32", "rl.ppo.num_envs=4",
+    "rl.ppo.num_steps=32", "rl.ppo.batch_size=64", "rl.ppo.total_timesteps=256",
+    "rl.ppo.value_warmup_steps=128", "rl.ppo.checkpoint_every=128", "rl.eval_every=128",
+    "rl.eval_episodes=3", "eval.episodes=6", "tracking.tensorboard=false"
+]
+
+
+def test_make_train_pipeline_writes_one_complete_run_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", str(CONFIG), "--output-dir", str(tmp_path), *TINY]) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    for name in ("config.yaml", "demos/meta.json", "bc/model/config.json", "model/config.json",
+                 "rl/eval_history.jsonl", "export/model.onnx", "export/model.pt", "eval.json",
+                 "episode.gif", "learning_curve.png", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rl"]["total_timesteps"] == 256
+    assert summary["export"]["onnx_max_abs_diff"] < 1e-4
+    assert summary["export"]["torchscript_max_abs_diff"] < 1e-5
+    policies = [row["policy"] for row in summary["eval"]]
+    assert policies == ["policy", "bc", "bc-waypoints", "autopilot", "random"]
+    for row in summary["eval"]:
+        assert 0 <= row["collision_free"] <= 1 and 0 <= row["route_completion"] <= 1
+    autopilot = summary["eval"][3]
+    assert autopilot["route_completion"] > 0.9
+    assert "closed loop, highway: 6 held-out episodes" in out and "autopilot" in out
+    history = [json.loads(line) for line in (run_dir / "rl/eval_history.jsonl").open()]
+    assert [h["step"] for h in history] == [128, 256]
+
+    # The exported checkpoint is the policy: same actions as the checkpoint RL saved last.
+    model = DrivingVLA.from_pretrained(run_dir / "model")
+    last = DrivingVLA.from_pretrained(run_dir / "rl/checkpoints/step_000000256/model")
+    env = EmbeddedVectorEnv(5, load_config(DrivingRunConfig, files=[CONFIG]).sim)
+    obs, _ = env.reset(seed=7)
+    np.testing.assert_array_equal(model.act(obs).numpy(), last.act(obs).numpy())
+
+    # Resume with a larger budget: demonstrations and cloning are kept, RL continues.
+    demos_mtime = (run_dir / "demos/data.npz").stat().st_mtime_ns
+    more = [a for a in TINY if not a.startswith("rl.ppo.total_timesteps")]
+    assert main([
+        "train", "--config",
+        str(CONFIG), f"resume={run_dir}", *more, "rl.ppo.total_timesteps=384"
+    ]) == 0
+    assert (run_dir / "demos/data.npz").stat().st_mtime_ns == demos_mtime
+    assert json.loads((run_dir / "summary.json").read_text())["rl"]["total_timesteps"] == 384
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rl.ppo.learning_rat=0.1", "rl.ppo.learning_rat"),
+    ("sim.backend=carlaa", "backend"),
+    ("rl.algorithm=dqn", "rl.algorithm must be one of ppo, sac, none"),
+    ("eval.seed=10", "overlaps the training env seeds"),
+])
+def test_bad_config_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               override: str, message: str) -> None:
+    argv = ["train", "--config", str(CONFIG), "--output-dir", str(tmp_path), override]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_of_a_directory_that_is_not_a_run(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", str(CONFIG), f"resume={tmp_path / 'gone'}"]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_misspelt_key_in_a_config_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.read_text().replace("  episodes: 512", "  episodse: 512"))
+    with pytest.raises(ConfigError, match="episodse"):
+        load_config(DrivingRunConfig, files=[bad])
+
+
+@pytest.mark.parametrize("name", ["driving.yaml", "driving_carla.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_config(DrivingRunConfig, files=[CONFIG.parent / name])
+    assert cfg.rl.algorithm == "ppo" and cfg.rl.ppo.policy == "driving_vla"
+
+
+@pytest.mark.carla
+def test_pipeline_drives_carla_servers(tmp_path: Path) -> None:
+    # Needs `carla-server start --count 2` (the self-hosted GPU job starts them).
+    carla = CONFIG.parent / "driving_carla.yaml"
+    argv = ["train", "--config", str(carla), "--output-dir", str(tmp_path), *TINY[2:]]
+    assert main([*argv, "rl.ppo.num_envs=2", "eval.episodes=2"]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["backend"] == "carla"
+    assert [p["policy"] for p in report["policies"]] == ["policy", "random", "bc"]
+
+
+def test_pipeline_with_sac_clones_a_tanh_policy_and_fine_tunes_it(tmp_path: Path) -> None:
+    sac = [
+        "rl.algorithm=sac", "rl.sac.policy=driving_vla", "rl.sac.num_envs=4",
+        "rl.sac.total_timesteps=96", "rl.sac.learning_starts=32", "rl.sac.batch_size=32",
+        "rl.sac.buffer_size=1000", "rl.sac.device=cpu", "rl.eval_every=0", "export=false",
+        "eval.video=none", "eval.waypoints=false"
+    ]
+    argv = ["train", "--config", str(CONFIG), "--output-dir", str(tmp_path), *TINY, *sac]
+    assert main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    assert DrivingVLA.from_pretrained(run_dir / "bc/model").config.control_activation == "tanh"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rl"]["algorithm"] == "sac" and summary["rl"]["total_timesteps"] == 96
+    assert [r["policy"] for r in summary["eval"]] == ["policy", "bc", "autopilot", "random"]
+    assert (run_dir / "rl/checkpoints/step_000000096/replay_buffer.pkl").is_file()
