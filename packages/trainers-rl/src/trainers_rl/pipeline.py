@@ -27,8 +27,9 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
@@ -320,7 +321,8 @@ def _evaluate_on_servers(cfg: DrivingRunConfig, run_dir: Path, final: DrivingVLA
     """
     envs = make_vector_env(cfg.algorithm_config.num_envs, cfg.sim)
     rng = np.random.default_rng(cfg.eval.seed)
-    low, high = envs.single_action_space.low, envs.single_action_space.high  # type: ignore[attr-defined]
+    space = cast(gym.spaces.Box, envs.single_action_space)
+    low, high = space.low, space.high
 
     def uniform(obs: dict[str, np.ndarray]) -> np.ndarray:
         return rng.uniform(low, high, (envs.num_envs, 3)).astype(np.float32)
