@@ -22,7 +22,8 @@ EXTRAS = {
     "core": "[tensorboard]",
     "carla-env": "[carla]",
     "driving-vla": "[export,gguf]",
-    "trainers-rl": "[export]"
+    "trainers-rl": "[export]",
+    "env-servers": "[agents]"
 }
 DEV_REQUIREMENTS = "ci/dev-requirements.txt"
 SOURCES = ["noxfile.py", "ci", "packages", "tests", "benchmarks"]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from trainers_rl.demos import load_demos
@@ -104,7 +105,8 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.data_dir} holds {samples} samples, fewer than one batch of "
                          f"{cfg.batch_size}")
     losses = []
-    for epoch in range(cfg.epochs):
+    bar = tqdm(range(cfg.epochs), desc="behaviour cloning", unit="epoch", disable=rank != 0)
+    for epoch in bar:
         order = np.random.default_rng(cfg.seed + epoch).permutation(samples)
         total = 0.0
         for step in range(steps):
@@ -126,6 +128,7 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
             dist.all_reduce(mean)
             mean /= world
         losses.append(float(mean))
+        bar.set_postfix(loss=f"{losses[-1]:.4g}")
     report = {"losses": losses, "samples": samples, "world_size": world}
     if rank == 0:
         out_dir = Path(cfg.output_dir)

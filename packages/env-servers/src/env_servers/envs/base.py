@@ -1,0 +1,74 @@
+"""What an environment family gives the server: instances that reset to a numbered task,
+take text actions and describe themselves. Wire formats, ids, locking and limits are the
+server's job (``app.py``, ``instances.py``), so a family holds only environment logic."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+__all__ = ["EnvFamily", "InvalidAction", "StepResult", "TaskOutOfRange", "TextEnv"]
+
+
+@dataclasses.dataclass
+class StepResult:
+    """One step's outcome, before the server shapes it into a family's response."""
+
+    observation: str
+    reward: float
+    done: bool
+    score: float = 0.0  # the task's progress or success so far, as AgentGym reports it
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class InvalidAction(ValueError):
+    """An action the environment does not understand; the server answers 4xx with it."""
+
+
+class TaskOutOfRange(IndexError):
+    """A ``data_idx`` outside ``0 .. num_tasks() - 1``; the server answers 4xx with it."""
+
+
+class TextEnv(abc.ABC):
+    """One instance. Not thread-safe: the server serialises the calls on one id."""
+
+    @abc.abstractmethod
+    def reset(self, data_idx: int) -> str:
+        """Start task ``data_idx``; the first observation."""
+
+    @abc.abstractmethod
+    def step(self, action: str) -> StepResult:
+        """Apply a text action; raise ``InvalidAction`` for one the env cannot parse."""
+
+    @abc.abstractmethod
+    def observation(self) -> str:
+        """The current observation (what the agent sees now)."""
+
+    def extras(self) -> dict[str, Callable[[], Any]]:
+        """Family-specific read-only views (``GET /<name>?id=``), e.g. TextCraft's goal."""
+        return {}
+
+    def close(self) -> None:
+        """Free what the instance holds (a JVM handle, a game); nothing by default."""
+        return None
+
+
+class EnvFamily(abc.ABC):
+    """A kind of environment served by one process (``env-servers serve --env NAME``)."""
+
+    name: ClassVar[str]
+    blocking: ClassVar[bool] = False  # True: calls can take long (a JVM, a search) -> threads
+
+    @abc.abstractmethod
+    def num_tasks(self) -> int:
+        """How many tasks ``data_idx`` can name (fixed, so splits are reproducible)."""
+
+    @abc.abstractmethod
+    def create(self) -> TextEnv:
+        """A new, not yet reset, instance."""
+
+    def close(self) -> None:
+        """Release shared resources (a JVM pool, a search index) at shutdown."""
+        return None
