@@ -53,8 +53,8 @@ $(VENV)/.tools-stamp: constraints.txt ci/bootstrap-requirements.txt
 	$(BIN)/pip install --quiet --constraint constraints.txt -r ci/bootstrap-requirements.txt
 	@touch $@
 
-$(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh $(wildcard packages/*/pyproject.toml)
-	UV=$(BIN)/uv VIRTUAL_ENV=$(abspath $(VENV)) bash ci/install.sh \
+$(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh ci/models-requirements.txt $(wildcard packages/*/pyproject.toml)
+	UV=$(BIN)/uv VIRTUAL_ENV=$(abspath $(VENV)) bash ci/install.sh --with-models \
 		$(foreach p,$(ALL_PACKAGES),-e "./packages/$(or $(filter $(p)[%],$(PACKAGE_EXTRAS)),$(p))")
 	@touch $@
 
@@ -153,9 +153,9 @@ docker-env: ## Start the env-servers container on ENV_PORT (default 36001)
 	$(COMPOSE) --profile env up -d --wait env-server
 
 .PHONY: docker-eval
-docker-eval: ## Start the env server if needed, then check it answers from the eval-runner
+docker-eval: ## Evaluate MODEL on ENV's server (starts it): ENV=babyai MODEL=... MAX_ROUND=10 [ARGS=...]
 	$(require_docker)
-	$(COMPOSE) --profile eval run --rm eval-runner
+	EVAL_ARGS="$(ARGS)" $(COMPOSE) --profile eval run --rm eval-runner
 
 .PHONY: docker-clean
 docker-clean: ## Stop every service and remove trainyard's containers and images

@@ -1,9 +1,8 @@
-"""``env-servers``: run an environment server."""
+"""``env-servers``: run an environment server, or check that one answers."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -11,35 +10,22 @@ import httpx
 import uvicorn
 
 from env_servers.app import create_app
+from env_servers.settings import DEFAULT_PORT, ServeConfig
 from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
 
-DEFAULT_PORT = 36001
-
-
-@dataclasses.dataclass
-class ServeConfig:
-    """Where the server listens."""
-
-    host: str = dataclasses.field(
-        default="127.0.0.1",
-        metadata={"help": "address to bind; 0.0.0.0 opens it to the "
-                          "network"})
-    port: int = DEFAULT_PORT
-    log_level: str = "info"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be in 1..65535, got {self.port}")
+__all__ = ["DEFAULT_PORT", "ServeConfig", "build_parser", "check_health", "main", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="env-servers",
                                      description="HTTP environment servers for LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve",
-                                help="run the server (GET /health, OpenAPI docs at /docs)",
-                                description="Run the env-servers HTTP server with uvicorn.")
-    add_config_arguments(serve, ServeConfig)
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run the server of one environment family (AgentGym's API, docs at /docs)",
+        description="Run one environment family's AgentGym-compatible server with uvicorn: "
+        "`env-servers serve --env babyai` (the ENV environment variable is the default).")
+    add_config_arguments(serve_cmd, ServeConfig)
     check = commands.add_parser("check",
                                 help="check that a server answers GET /health",
                                 description="Poll URL/health until it answers 200 or --wait "
@@ -66,6 +52,15 @@ def check_health(url: str, wait: float) -> str | None:
         time.sleep(0.5)
 
 
+def serve(cfg: ServeConfig) -> None:
+    """Run the server in this process until interrupted (one worker: instances live here)."""
+    uvicorn.run(create_app(cfg.env, cfg),
+                host=cfg.host,
+                port=cfg.port,
+                log_level=cfg.log_level,
+                access_log=cfg.access_log)
+
+
 @main_guard
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``env-servers`` command."""
@@ -74,8 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = check_health(args.url, args.wait)
         print(f"error: {problem}" if problem else f"{args.url}: healthy")
         return 1 if problem else 0
-    cfg = config_from_args(ServeConfig, args)
-    uvicorn.run(create_app(), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+    serve(config_from_args(ServeConfig, args))
     return 0
 
 

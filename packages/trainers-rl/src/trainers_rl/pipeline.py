@@ -226,7 +226,6 @@ def run_pipeline(cfg: DrivingRunConfig) -> dict[str, Any]:
             "steps_per_second": round(trainer.steps_per_second, 1),
         }
         final = trainer.driving_vla().eval()
-    trainer_done = time.perf_counter()
     from trainyard_core.io import atomic_directory
 
     with atomic_directory(run_dir / "model", overwrite=True) as tmp:
@@ -248,7 +247,6 @@ def run_pipeline(cfg: DrivingRunConfig) -> dict[str, Any]:
                       run_dir / "learning_curve.png",
                       f"{cfg.rl.algorithm.upper()} fine-tuning of DrivingVLA ({cfg.sim.scenario})")
     timings["total"] = round(time.perf_counter() - total_start, 2)
-    del trainer_done
     report["timings_s"] = timings
     atomic_write_text(run_dir / "summary.json", json.dumps(report, indent=2) + "\n")
     if wandb_run is not None:

@@ -9,6 +9,7 @@ at rollout boundaries (see ``trainers_rl.checkpoint``).
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -69,7 +70,9 @@ class Trainer:
         self.env = as_vec_env(env, config, self._monitor_file(0))
         policy_kwargs: dict[str, Any]
         if model is not None or config.policy == "driving_vla":
-            model_config = model.config if model is not None else self._default_model_config()
+            # A copy: the caller's model keeps its own config.
+            model_config = (copy.deepcopy(model.config)
+                            if model is not None else self._default_model_config())
             if config.log_std_init is not None:
                 model_config.log_std_init = config.log_std_init
             policy_kwargs = self._driving_vla_policy_kwargs(model_config)

@@ -46,6 +46,11 @@ class TextEnv(abc.ABC):
     def observation(self) -> str:
         """The current observation (what the agent sees now)."""
 
+    def reset_info(self) -> dict[str, Any]:
+        """Fields the family's ``/reset`` answer carries beside the observation, read right
+        after ``reset`` (ScienceWorld's ``task_name``, ``var_num``, ``task_description``)."""
+        return {}
+
     def extras(self) -> dict[str, Callable[[], Any]]:
         """Family-specific read-only views (``GET /<name>?id=``), e.g. TextCraft's goal."""
         return {}
