@@ -24,6 +24,12 @@ ENV_PORT ?= 36001
 MAX_ROUND ?= 10
 export IMAGE_PREFIX TAG USER_UID USER_GID ENV_PORT MAX_ROUND
 
+# ENV picks the environment family the env server runs (make docker-env ENV=textcraft). A value
+# the shell put there for other reasons (sh reads its startup file from $ENV) is not a family
+# name and means the default; a wrong name on the command line stops make naming the choices.
+ENV_FAMILIES := babyai textcraft sciworld searchqa
+env_family = $(if $(filter $(ENV),$(ENV_FAMILIES)),$(ENV),$(if $(filter command line,$(origin ENV)),$(error ENV=$(ENV) is not an environment family: use one of $(ENV_FAMILIES)),babyai))
+
 ENV_FILE ?= .env
 COMPOSE = docker compose -f compose/compose.yaml $(if $(wildcard $(ENV_FILE)),--env-file $(ENV_FILE))
 DOCKER_BUILD = docker build $(if $(DOCKER_CA),--secret id=ca$(comma)src=$(DOCKER_CA))
@@ -148,14 +154,14 @@ docker-format: ## Format the sources with yapf inside the tools image
 	$(COMPOSE) --profile formatter run --rm formatter
 
 .PHONY: docker-env
-docker-env: ## Start the env-servers container on ENV_PORT (default 36001)
+docker-env: ## Start the env server for ENV (babyai, textcraft, sciworld, searchqa) on 127.0.0.1:ENV_PORT (36001)
 	$(require_docker)
-	$(COMPOSE) --profile env up -d --wait env-server
+	ENV="$(env_family)" $(COMPOSE) --profile env up -d --wait env-server
 
 .PHONY: docker-eval
 docker-eval: ## Evaluate MODEL on ENV's server (starts it): ENV=babyai MODEL=... MAX_ROUND=10 [ARGS=...]
 	$(require_docker)
-	EVAL_ARGS="$(ARGS)" $(COMPOSE) --profile eval run --rm eval-runner
+	ENV="$(env_family)" EVAL_ARGS="$(ARGS)" $(COMPOSE) --profile eval run --rm eval-runner
 
 .PHONY: docker-clean
 docker-clean: ## Stop every service and remove trainyard's containers and images

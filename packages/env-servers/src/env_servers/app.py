@@ -77,7 +77,10 @@ class _LastResort:
         except Exception as exc:
             name = type(exc).__name__
             status = _SERVER_SIDE.get(name, 500)
-            log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
+            if status == 500:
+                log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
+            else:  # the family's own capacity or crash report: the message says it all
+                log.warning("%s %s: %s: %s", scope.get("method"), scope.get("path"), name, exc)
             if started:
                 raise
             await _json(status, f"{name}: {exc}")(scope, receive, send)

@@ -1,0 +1,264 @@
+"""Live environment instances: ids, per-id locks, a cap, idle reaping, where calls run.
+
+AgentGym's servers never evict an instance, so a rollout that dies leaks every instance it
+opened until the process (or its JVM) falls over. Here instances are capped
+(``max_instances``: 429 beyond), reaped after ``idle_timeout_s`` without a call (their ids
+then answer 404 saying so), and calls on one id are serialised by that id's lock while other
+ids proceed. Calls of a ``blocking`` family (a JVM, a search) run in a worker thread so the
+event loop keeps answering everyone else; fast families run inline, which is quicker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from env_servers.envs.base import EnvFamily, InvalidAction, StepResult, TaskOutOfRange, TextEnv
+from env_servers.errors import (
+    BadAction,
+    EpisodeFinished,
+    InstanceGone,
+    NotReset,
+    TaskOutOfRangeError,
+    TooManyInstances,
+    UnknownInstance,
+    UnknownView,
+)
+
+__all__ = ["Instance", "InstanceManager"]
+
+T = TypeVar("T")
+log = logging.getLogger("env_servers.instances")
+_GONE_MEMORY = 100_000  # how many closed ids keep their "why" for the 404 message
+
+
+@dataclasses.dataclass(eq=False)
+class Instance:
+    """One environment instance and what the server remembers about it."""
+
+    id: int
+    env: TextEnv
+    last_used: float
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    users: int = 0  # calls holding or awaiting the lock; the reaper leaves these alone
+    closed: str = ""  # why, once closed
+    started: bool = False  # a task was given (reset, or TextCraft's custom /create)
+    data_idx: int | None = None
+    done: bool = False
+    reward: float = 0.0
+    score: float = 0.0
+    observation: str = ""
+    reset_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class InstanceManager:
+    """Owns every instance of one family for one server process (one event loop)."""
+
+    def __init__(self,
+                 family: EnvFamily,
+                 max_instances: int = 1024,
+                 idle_timeout_s: float = 1800.0,
+                 max_action_chars: int = 16384,
+                 offload: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.family = family
+        self.max_instances = max_instances
+        self.idle_timeout_s = idle_timeout_s
+        self.max_action_chars = max_action_chars
+        self.offload = family.blocking if offload is None else offload
+        self.clock = clock
+        self._live: dict[int, Instance] = {}
+        self._gone: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._next_id = 0
+        self._pending = 0  # creations in flight, counted against the cap
+        self._num_tasks: int | None = None
+        self.reaped = 0
+
+    # -- running env code -------------------------------------------------------------------
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run env code inline or in a worker thread, turning env errors into API errors."""
+        try:
+            if self.offload:
+                return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+            return fn(*args)
+        except InvalidAction as exc:
+            raise BadAction(str(exc)) from exc
+        except TaskOutOfRange as exc:
+            raise TaskOutOfRangeError(str(exc)) from exc
+
+    def num_tasks(self) -> int:
+        if self._num_tasks is None:
+            self._num_tasks = self.family.num_tasks()
+        return self._num_tasks
+
+    def check_data_idx(self, data_idx: int) -> None:
+        if not 0 <= data_idx < self.num_tasks():
+            raise TaskOutOfRangeError(
+                f"data_idx {data_idx} is out of range: {self.family.name} has task ids "
+                f"0..{self.num_tasks() - 1}")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    async def create(self) -> Instance:
+        """A new instance with the next id; 429 when the cap is reached."""
+        if len(self._live) + self._pending >= self.max_instances:
+            raise TooManyInstances(
+                f"the server holds {len(self._live)} {self.family.name} instances, its "
+                f"max_instances is {self.max_instances}; close some (POST /close) or wait for "
+                f"idle ones to be reaped after {self.idle_timeout_s:g} s")
+        self._pending += 1
+        try:
+            env = await self.call(self.family.create)
+        finally:
+            self._pending -= 1
+        instance = Instance(self._next_id, env, self.clock())
+        self._next_id += 1
+        self._live[instance.id] = instance
+        return instance
+
+    def _lookup(self, instance_id: int) -> Instance:
+        instance = self._live.get(instance_id)
+        if instance is not None:
+            return instance
+        if instance_id in self._gone:
+            raise InstanceGone(f"instance {instance_id} {self._gone[instance_id]}")
+        raise UnknownInstance(f"no instance with id {instance_id}; create one with POST /create "
+                              f"(ids so far: 0..{self._next_id - 1})" if self._next_id else
+                              f"no instance with id {instance_id}; none was created yet "
+                              "(POST /create)")
+
+    @contextlib.asynccontextmanager
+    async def use(self, instance_id: int) -> AsyncIterator[Instance]:
+        """Hold ``instance_id``'s lock: calls on one id run one at a time, in arrival order."""
+        instance = self._lookup(instance_id)
+        instance.users += 1
+        try:
+            async with instance.lock:
+                if instance.closed:
+                    raise InstanceGone(f"instance {instance_id} {instance.closed}")
+                instance.last_used = self.clock()
+                try:
+                    yield instance
+                finally:
+                    instance.last_used = self.clock()
+        finally:
+            instance.users -= 1
+
+    async def close(self, instance_id: int, why: str = "was closed") -> None:
+        """Close an instance (after any call in progress on it); its id then answers 404."""
+        async with self.use(instance_id) as instance:
+            await self._retire(instance, why)
+
+    async def _retire(self, instance: Instance, why: str) -> None:
+        instance.closed = why
+        self._live.pop(instance.id, None)
+        self._gone[instance.id] = why
+        while len(self._gone) > _GONE_MEMORY:
+            self._gone.popitem(last=False)
+        try:
+            await self.call(instance.env.close)
+        except Exception:  # a broken env must not keep its id alive
+            log.exception("closing instance %d failed", instance.id)
+
+    async def close_all(self) -> None:
+        for instance in list(self._live.values()):
+            await self._retire(instance, "was closed at server shutdown")
+
+    async def reap_idle(self) -> list[int]:
+        """Close instances idle longer than ``idle_timeout_s``; their ids."""
+        cutoff = self.clock() - self.idle_timeout_s
+        idle = [
+            i for i in self._live.values()
+            if i.last_used < cutoff and i.users == 0 and not i.lock.locked()
+        ]
+        reaped = []
+        for instance in idle:
+            if instance.closed or instance.users or instance.last_used >= cutoff:
+                continue  # used (or closed) while an earlier one was being closed
+            await self._retire(instance,
+                               f"was closed after {self.idle_timeout_s:g} s without a call")
+            reaped.append(instance.id)
+        self.reaped += len(reaped)
+        if reaped:
+            log.info("reaped %d idle instance(s): %s", len(reaped), reaped)
+        return reaped
+
+    async def run_reaper(self, interval_s: float) -> None:
+        """Reap forever, every ``interval_s`` seconds (the app's background task)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reap_idle()
+            except Exception:  # keep reaping whatever one close did
+                log.exception("reaping idle instances failed")
+
+    # -- the environment calls every wire format shares ------------------------------------
+
+    async def reset(self, instance_id: int, data_idx: int) -> Instance:
+        self.check_data_idx(data_idx)
+        async with self.use(instance_id) as instance:
+            await self.begin(instance, data_idx, instance.env.reset, data_idx)
+            return instance
+
+    async def begin(self, instance: Instance, data_idx: int | None, start: Callable[..., str],
+                    *args: Any) -> None:
+        """Start a task on an instance whose lock is held; ``start`` gives the observation."""
+        instance.observation = await self.call(start, *args)
+        instance.reset_info = await self.call(_reset_info, instance.env)
+        instance.started, instance.data_idx = True, data_idx
+        instance.done, instance.reward, instance.score = False, 0.0, 0.0
+
+    async def step(self, instance_id: int, action: str) -> tuple[Instance, StepResult]:
+        if not action.strip():
+            raise BadAction("action is empty (or only whitespace)")
+        if len(action) > self.max_action_chars:
+            raise BadAction(f"action is {len(action)} characters long; this server takes at "
+                            f"most max_action_chars={self.max_action_chars}")
+        async with self.use(instance_id) as instance:
+            self.require_reset(instance)
+            if instance.done:
+                raise EpisodeFinished(f"instance {instance_id} finished its episode (task "
+                                      f"{instance.data_idx}); reset it before stepping")
+            result = await self.call(instance.env.step, action)
+            instance.observation = result.observation
+            instance.done, instance.reward, instance.score = (result.done, result.reward,
+                                                              result.score)
+            return instance, result
+
+    def require_reset(self, instance: Instance) -> None:
+        if not instance.started:
+            raise NotReset(f"instance {instance.id} has no task yet; POST /reset with a "
+                           "data_idx first")
+
+    async def observe(self, instance_id: int) -> Instance:
+        async with self.use(instance_id) as instance:
+            self.require_reset(instance)
+            instance.observation = await self.call(instance.env.observation)
+            return instance
+
+    async def extra(self, instance_id: int, name: str) -> Any:
+        """A family-specific read-only view (``TextEnv.extras``), e.g. TextCraft's goal."""
+        async with self.use(instance_id) as instance:
+            self.require_reset(instance)
+            view = instance.env.extras().get(name)
+            if view is None:
+                raise UnknownView(f"{self.family.name} instances offer no {name!r} view")
+            return await self.call(view)
+
+
+def _reset_info(env: TextEnv) -> dict[str, Any]:
+    getter = getattr(env, "reset_info", None)
+    return dict(getter()) if callable(getter) else {}

@@ -1,0 +1,295 @@
+"""AgentGym's wire formats, field for field, over real HTTP; and instance management: the cap
+(429), idle reaping (404 after the timeout), per-id serialisation with parallel ids."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from env_servers.app import create_app
+from env_servers.envs.base import EnvFamily, StepResult, TextEnv
+from env_servers.settings import ServeConfig
+from env_servers.testing import server_thread
+
+
+@pytest.fixture(scope="module")
+def babyai() -> Iterator[str]:
+    with server_thread(create_app("babyai", ServeConfig(env="babyai"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def textcraft() -> Iterator[str]:
+    with server_thread(create_app("textcraft", ServeConfig(env="textcraft"))) as url:
+        yield url
+
+
+def _post(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    response = httpx.post(f"{url}{path}", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _get(url: str, path: str, **params: Any) -> Any:
+    response = httpx.get(f"{url}{path}", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _available(observation: str) -> list[str]:
+    found = re.search(r"Available actions: \[(.*)\]\s*$", observation)
+    assert found, observation
+    return re.findall(r'"([^"]+)"', found.group(1))
+
+
+def test_babyai_cycle_has_agentgym_fields(babyai: str) -> None:
+    assert _get(babyai, "/") == "This is environment BabyAI."
+    created = _post(babyai, "/create")
+    assert set(created) == {"id"} and isinstance(created["id"], int)
+    env_id = created["id"]
+    # data_idx 1: BabyAI-GoToRedBall-v0 (AgentGym's level 2), seed 0
+    reset = _post(babyai, "/reset", {"id": env_id, "data_idx": 1})
+    assert set(reset) == {"observation", "reward", "score", "deleted", "done"}
+    assert reset["observation"].startswith("Your goal: go to the red ball\n")
+    assert (reset["reward"], reset["score"], reset["deleted"], reset["done"]) == (0, 0, False,
+                                                                                  False)
+    actions = _available(reset["observation"])
+    assert actions[:2] == ["turn left", "turn right"] and actions[-1] == "check available actions"
+    observed = _get(babyai, "/observation", id=env_id)
+    assert set(observed) == {"observation", "reward", "score", "done", "deleted"}
+    assert observed["observation"] == reset["observation"]
+
+    turned = _post(babyai, "/step", {"id": env_id, "action": "turn left"})
+    assert set(turned) == {"observation", "reward", "score", "done"}
+    assert not turned["observation"].startswith("Your goal") and not turned["done"]
+    checked = _post(babyai, "/step", {"id": env_id, "action": "check available actions"})
+    assert checked["observation"].startswith("You can take the following actions: turn left")
+    back = _post(babyai, "/step", {"id": env_id, "action": "Turn Right."})  # case, period: ok
+    assert back["observation"] == reset["observation"].split("\n", 1)[1]
+    assert "go to red ball 1" in actions
+
+    goal = _post(babyai, "/step", {"id": env_id, "action": "go to red ball 1"})
+    assert goal["done"] is True and 0 < goal["reward"] <= 1 and goal["score"] == goal["reward"]
+    assert "The task is completed." in goal["observation"]
+    after = httpx.post(f"{babyai}/step", json={"id": env_id, "action": "turn left"})
+    assert after.status_code == 409 and "reset" in after.json()["detail"]
+
+    again = _post(babyai, "/reset", {"id": env_id, "data_idx": 1})
+    assert again == reset  # same task id, same world
+    assert _post(babyai, "/close", {"id": env_id}) is True
+    gone = httpx.get(f"{babyai}/observation", params={"id": env_id})
+    assert gone.status_code == 404 and f"instance {env_id} was closed" in gone.json()["detail"]
+
+
+def _craft_plan(commands: str, goal: str) -> list[str]:
+    """Actions that craft ``goal`` from the recipe lines, getting what no line makes (enough for
+    tasks whose recipes name concrete items)."""
+    recipes = {}
+    for line in commands.splitlines():
+        out, _, ins = line.removeprefix("craft ").partition(" using ")
+        count, _, item = out.partition(" ")
+        recipes[item] = (int(count), [
+            (int(c), i) for c, _, i in (part.strip().partition(" ") for part in ins.split(","))
+        ])
+    plan: list[str] = []
+
+    def obtain(item: str, amount: int) -> None:
+        if item not in recipes:
+            plan.append(f"get {amount} {item}")
+            return
+        makes, inputs = recipes[item]
+        for _ in range(-(-amount // makes)):
+            for count, name in inputs:
+                obtain(name, count)
+            plan.append(f"craft {makes} {item} using " + ", ".join(f"{c} {n}" for c, n in inputs))
+
+    obtain(goal, 1)
+    return plan
+
+
+def test_textcraft_cycle_has_agentgym_fields(textcraft: str) -> None:
+    assert _get(textcraft, "/") == "This is environment TextCraft."
+    # AgentGym's TextCraft client sends these three fields to /create
+    created = _post(textcraft, "/create", {
+        "minecraft_dir": "agentenv_textcraft/",
+        "commands": None,
+        "goal": None
+    })
+    assert set(created) == {"id", "observation", "done", "reward"}
+    env_id = created["id"]
+    assert created["observation"].startswith("Crafting commands:\n") and not created["done"]
+
+    reset = _post(textcraft, "/reset", {"id": env_id, "data_idx": 3})
+    assert set(reset) == {"id", "observation", "done", "reward"} and reset["id"] == env_id
+    assert reset["observation"].endswith("Goal: craft birch planks.")
+    assert _get(textcraft, "/observation", id=env_id) == reset["observation"]
+    assert _get(textcraft, "/goal", id=env_id) == "minecraft:birch_planks"
+    commands = _get(textcraft, "/commands", id=env_id)
+    assert commands in reset["observation"]
+
+    step = _post(textcraft, "/step", {"id": env_id, "action": "inventory"})
+    assert set(step) == {"observation", "reward", "done"}
+    assert step == {
+        "observation": "Inventory: You are not carrying anything.",
+        "reward": 0,
+        "done": False
+    }
+    for action in _craft_plan(commands, "birch planks"):
+        step = _post(textcraft, "/step", {"id": env_id, "action": action})
+    assert step == {"observation": "Crafted 4 minecraft:birch_planks", "reward": 1, "done": True}
+    detail = _get(textcraft, "/detail", id=env_id)
+    assert detail == {
+        "observation": step["observation"],
+        "done": True,
+        "reward": 1,
+        "deleted": False
+    }
+    assert _post(textcraft, "/close", {"id": env_id}) is True
+    assert httpx.get(f"{textcraft}/goal", params={"id": env_id}).status_code == 404
+
+
+def test_textcraft_custom_task_from_create(textcraft: str) -> None:
+    commands = "craft 4 oak planks using 1 oak logs"
+    created = _post(textcraft, "/create", {"commands": commands, "goal": "minecraft:oak_planks"})
+    assert created["observation"] == f"Crafting commands:\n{commands}\n\nGoal: craft oak planks."
+    env_id = created["id"]
+    _post(textcraft, "/step", {"id": env_id, "action": "get 1 oak logs"})
+    done = _post(textcraft, "/step", {"id": env_id, "action": commands})
+    assert done["done"] is True and done["reward"] == 1
+    _post(textcraft, "/close", {"id": env_id})
+
+
+def test_textcraft_tasks_are_solvable_over_http(textcraft: str) -> None:
+    env_id = _post(textcraft, "/create")["id"]
+    for data_idx in (0, 1, 3, 10, 40):
+        _post(textcraft, "/reset", {"id": env_id, "data_idx": data_idx})
+        goal = _get(textcraft, "/goal", id=env_id).removeprefix("minecraft:").replace("_", " ")
+        for action in _craft_plan(_get(textcraft, "/commands", id=env_id), goal):
+            step = _post(textcraft, "/step", {"id": env_id, "action": action})
+        assert step["done"] and step["reward"] == 1, (data_idx, step)
+    _post(textcraft, "/close", {"id": env_id})
+
+
+def test_searchqa_wire_format_uses_env_idx_and_bare_values() -> None:
+    app = create_app("searchqa", ServeConfig(env="searchqa"))
+    with server_thread(app) as url:
+        assert _get(url, "/") == "ok"
+        env_idx = _post(url, "/create", {"id": 2})
+        assert isinstance(env_idx, int)
+        prompt = _get(url, "/observation", env_idx=env_idx)
+        assert isinstance(prompt, str) and "Question:" in prompt
+        step = _post(url, "/step", {"env_idx": env_idx, "action": "<search> river </search>"})
+        assert set(step) == {"observation", "reward", "done", "info"} and step["info"] is None
+        assert step["observation"].startswith("<information>")
+        assert _post(url, "/reset", {"env_idx": env_idx, "id": 5}) != prompt
+        # AgentGym's SearchQA client closes with env_idx, its server read id: both work
+        assert _post(url, "/close", {"env_idx": env_idx}) is True
+        other = _post(url, "/create", {"id": 0})
+        assert _post(url, "/close", {"id": other}) is True
+
+
+def test_too_many_instances_answers_429_until_one_is_closed() -> None:
+    app = create_app("babyai", ServeConfig(env="babyai", max_instances=3))
+    with server_thread(app) as url:
+        ids = [_post(url, "/create")["id"] for _ in range(3)]
+        refused = httpx.post(f"{url}/create")
+        assert refused.status_code == 429
+        assert "max_instances is 3" in refused.json()["detail"]
+        _post(url, "/close", {"id": ids[0]})
+        assert _post(url, "/create")["id"] == ids[-1] + 1
+        assert _get(url, "/health")["instances"] == 3
+
+
+def test_idle_instances_are_reaped_and_then_answer_404() -> None:
+    app = create_app("babyai", ServeConfig(env="babyai", idle_timeout_s=0.6))
+    with server_thread(app) as url:
+        idle = _post(url, "/create")["id"]
+        busy = _post(url, "/create")["id"]
+        _post(url, "/reset", {"id": busy, "data_idx": 0})
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # keep one instance in use past the timeout
+            _post(url, "/step", {"id": busy, "action": "turn left"})
+            time.sleep(0.1)
+        gone = httpx.post(f"{url}/reset", json={"id": idle, "data_idx": 0})
+        assert gone.status_code == 404
+        assert "after 0.6 s without a call" in gone.json()["detail"]
+        assert _post(url, "/step", {"id": busy, "action": "turn right"})["done"] is False
+        health = _get(url, "/health")
+        assert (health["instances"], health["reaped"]) == (1, 1)
+
+
+class _SlowEnv(TextEnv):
+    """Records how many calls run at once, on this instance and overall."""
+
+    lock = threading.Lock()
+    running = 0
+    most = 0
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most_inside = 0
+
+    def reset(self, data_idx: int) -> str:
+        return "start"
+
+    def step(self, action: str) -> StepResult:
+        cls = type(self)
+        with cls.lock:
+            self.inside += 1
+            cls.running += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            cls.most = max(cls.most, cls.running)
+        time.sleep(0.05)  # a blocking call (a JVM, a search)
+        with cls.lock:
+            self.inside -= 1
+            cls.running -= 1
+        return StepResult(action, 0.0, False)
+
+    def observation(self) -> str:
+        return ""
+
+
+class _SlowFamily(EnvFamily):
+    name: ClassVar[str] = "babyai"  # borrows BabyAI's wire format
+    blocking: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self.made: list[_SlowEnv] = []
+
+    def num_tasks(self) -> int:
+        return 1
+
+    def create(self) -> TextEnv:
+        self.made.append(_SlowEnv())
+        return self.made[-1]
+
+
+def test_calls_on_one_id_are_serialised_while_ids_run_in_parallel() -> None:
+    family = _SlowFamily()
+    app = create_app(family, ServeConfig(env="babyai"))
+
+    async def drive(url: str) -> float:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            ids = [(await client.post("/create")).json()["id"] for _ in range(4)]
+            for i in ids:
+                await client.post("/reset", json={"id": i, "data_idx": 0})
+            start = time.perf_counter()
+            answers = await asyncio.gather(*(client.post("/step", json={
+                "id": i,
+                "action": str(k)
+            }) for i in ids for k in range(6)))
+            assert all(a.status_code == 200 for a in answers)
+            return time.perf_counter() - start
+
+    with server_thread(app) as url:
+        elapsed = asyncio.run(drive(url))
+    assert [env.most_inside for env in family.made] == [1, 1, 1, 1]  # one call per id at a time
+    assert _SlowEnv.most >= 2  # different ids overlapped in worker threads
+    assert elapsed < 0.8 * 24 * 0.05  # faster than the 24 steps one after another
