@@ -51,6 +51,7 @@ from trainers_rl.closed_loop import (
 from trainers_rl.demos import DemoConfig, record_demos
 from trainers_rl.plots import plot_training
 from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.run_config import EvalConfig
 from trainers_rl.sac import SACConfig, SACTrainer
 from trainers_rl.trainer import Trainer
 from trainyard_core.config import ConfigError, save_config
@@ -87,20 +88,17 @@ class RLStageConfig:
 
 
 @dataclasses.dataclass
-class EvalStageConfig:
+class EvalStageConfig(EvalConfig):
     """The final closed-loop evaluation, on seeds no training stage used."""
 
     episodes: int = 100
-    seed: int = dataclasses.field(
-        default=1_000_000, metadata={"help": "first held-out seed; training seeds are below"})
     video: str = dataclasses.field(default="gif", metadata={"help": "gif, mp4 or none"})
     waypoints: bool = dataclasses.field(
         default=True,
         metadata={"help": "also evaluate the cloned waypoints followed by the controller"})
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
+        super().__post_init__()
         if self.video not in ("gif", "mp4", "none"):
             raise ValueError(f"eval.video must be gif, mp4 or none, got {self.video!r}")
 

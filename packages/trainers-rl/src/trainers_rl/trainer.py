@@ -9,6 +9,7 @@ at rollout boundaries (see ``trainers_rl.checkpoint``).
 
 from __future__ import annotations
 
+import abc
 import copy
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ def as_vec_env(env: VecEnv | gym.vector.VectorEnv | None,
     return VecMonitor(env, filename=str(monitor_file) if monitor_file else None)
 
 
-class Trainer:
+class Trainer(abc.ABC):
     """Base of ``PPOTrainer`` and ``SACTrainer``; subclasses name the SB3 algorithm."""
 
     algorithm: ClassVar[type[Any]]  # an SB3 algorithm class
@@ -95,9 +96,9 @@ class Trainer:
         self._start_timesteps = 0
 
     # ------------------------------------------------------- for subclasses
+    @abc.abstractmethod
     def _algorithm_kwargs(self) -> dict[str, Any]:
         """The algorithm's own hyper-parameters, in SB3's names."""
-        raise NotImplementedError
 
     def _extra_callbacks(self) -> list[BaseCallback]:
         """Callbacks the algorithm itself needs (e.g. PPO's value warm-up)."""
