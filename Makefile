@@ -142,8 +142,8 @@ docker-train-shell: ## Interactive shell in the training container (GPU)
 	$(COMPOSE) --profile train run --rm train bash
 
 .PHONY: docker-merge
-docker-merge: ## Check a checkpoint with model-merger: LOCAL_DIR=... [SAVE_DIR=...] [HF_UPLOAD_PATH=...]
-	$(call require,LOCAL_DIR,make docker-merge LOCAL_DIR=saves/global_step_100/actor [SAVE_DIR=models/merged] [HF_UPLOAD_PATH=user/model])
+docker-merge: ## Merge a verl FSDP / DCP checkpoint into HF safetensors: LOCAL_DIR=... [SAVE_DIR=models/merged]
+	$(call require,LOCAL_DIR,make docker-merge LOCAL_DIR=saves/global_step_100/actor [SAVE_DIR=models/merged])
 	$(require_docker)
 	$(COMPOSE) --profile model-merger run --rm -e LOCAL_DIR="$(LOCAL_DIR)" \
 		-e SAVE_DIR="$(SAVE_DIR)" -e HF_UPLOAD_PATH="$(HF_UPLOAD_PATH)" model-merger

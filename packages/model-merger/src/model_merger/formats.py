@@ -36,7 +36,7 @@ class CheckpointInfo:
     hf_config_dir: Path | None = None
 
 
-def _fsdp(path: Path, rank_files: list[Path]) -> CheckpointInfo:
+def _fsdp(path: Path, rank_files: list[Path], require_hf_config: bool) -> CheckpointInfo:
     found: dict[int, dict[int, Path]] = {}
     for file in rank_files:
         match = _RANK_FILE.match(file.name)
@@ -44,7 +44,8 @@ def _fsdp(path: Path, rank_files: list[Path]) -> CheckpointInfo:
         world, rank = int(match.group(1)), int(match.group(2))
         found.setdefault(world, {})[rank] = file
     if len(found) > 1:
-        sizes = ", ".join(f"{w} ({len(r)} files)" for w, r in sorted(found.items()))
+        sizes = ", ".join(f"{w} ({len(r)} files, e.g. {min(r.items())[1].name})"
+                          for w, r in sorted(found.items()))
         raise CheckpointError(f"{path}: rank files disagree on the world size: {sizes}")
     (world, ranks), = found.items()
     missing = [r for r in range(world) if r not in ranks]
@@ -54,26 +55,35 @@ def _fsdp(path: Path, rank_files: list[Path]) -> CheckpointInfo:
     extra = sorted(r for r in ranks if r >= world)
     if extra:
         raise CheckpointError(f"{path}: rank(s) {extra} out of range for world size {world}")
-    hf_dir = path / "huggingface"
-    if not (hf_dir / "config.json").is_file():
+    hf_dir: Path | None = path / "huggingface"
+    if not (path / "huggingface" / "config.json").is_file():
+        hf_dir = None
+    if hf_dir is None and require_hf_config:
         raise CheckpointError(f"{path}: no huggingface/config.json beside the rank files "
                               "(verl saves the model config and tokenizer there)")
     return CheckpointInfo("fsdp", path, tuple(ranks[r] for r in range(world)), world, hf_dir)
 
 
-def detect_checkpoint(path: str | Path) -> CheckpointInfo:
-    """Recognise the checkpoint in ``path`` or raise ``CheckpointError`` saying what is wrong."""
+def detect_checkpoint(path: str | Path, require_hf_config: bool = True) -> CheckpointInfo:
+    """Recognise the checkpoint in ``path`` or raise ``CheckpointError`` saying what is wrong.
+
+    ``require_hf_config=False`` accepts rank files without ``huggingface/config.json`` beside
+    them (for a caller that takes the config from elsewhere)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a directory")
     rank_files = sorted(p for p in path.iterdir() if _RANK_FILE.match(p.name))
     if rank_files:
-        return _fsdp(path, rank_files)
+        return _fsdp(path, rank_files, require_hf_config)
     if (path / ".metadata").is_file():
         shards = tuple(sorted(path.glob("*.distcp")))
         if not shards:
             raise CheckpointError(f"{path}: DCP .metadata present but no *.distcp files")
-        return CheckpointInfo("dcp", path, shards)
+        hf = path / "huggingface"
+        return CheckpointInfo("dcp",
+                              path,
+                              shards,
+                              hf_config_dir=hf if (hf / "config.json").is_file() else None)
     if (path / "adapter_config.json").is_file():
         weights = [path / name for name in _ADAPTER_WEIGHTS if (path / name).is_file()]
         if not weights:

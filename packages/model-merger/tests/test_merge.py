@@ -1,0 +1,248 @@
+"""``model-merger merge`` on real checkpoints written by FSDP in a 2-process gloo group."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from model_merger.cli import main
+
+_MAKER = Path(__file__).with_name("make_sharded_checkpoint.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("checkpoints")
+    env = {
+        **os.environ, "GLOO_SOCKET_IFNAME": "lo",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "WORLD_SIZE": "2",
+        "OMP_NUM_THREADS": "1"
+    }
+    procs = [
+        subprocess.Popen([sys.executable, str(_MAKER), str(out)],
+                         env={
+                             **env, "RANK": str(rank)
+                         },
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT) for rank in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    return out
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _merge_fails(capsys: pytest.CaptureFixture[str], local: Path, target: Path, *extra: str,
+                 names: str) -> str:
+    code = main(["merge", "--local-dir", str(local), "--target-dir", str(target), *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert names in err, err
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
+    return err
+
+
+def _assert_same_model(merged_dir: Path, reference_dir: Path) -> None:
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    reference = AutoModelForCausalLM.from_pretrained(reference_dir, dtype=torch.float32)
+    got, want = merged.state_dict(), reference.state_dict()
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype, name
+        assert torch.equal(got[name], tensor), name
+    assert merged.lm_head.weight.data_ptr() == merged.model.embed_tokens.weight.data_ptr()
+    ids = torch.tensor([[1, 5, 17, 42, 99, 127, 3]])
+    with torch.no_grad():
+        assert torch.equal(merged(ids).logits, reference(ids).logits)
+
+
+@pytest.mark.parametrize("layout", ["fsdp", "dcp"])
+def test_merge_is_bit_exact(checkpoints: Path, tmp_path: Path, layout: str) -> None:
+    target = tmp_path / "merged"
+    extra = [] if layout == "fsdp" else ["--hf-config-dir", str(checkpoints / "fsdp/huggingface")]
+    assert main([
+        "merge", "--local-dir",
+        str(checkpoints / layout), "--target-dir",
+        str(target), "--max-shard-size", "100KB", "--verify", *extra
+    ]) == 0
+    index = json.loads((target / "model.safetensors.index.json").read_text())
+    shards = sorted({*index["weight_map"].values()})
+    assert len(shards) > 1 and all((target / s).is_file() for s in shards)
+    assert "lm_head.weight" not in index["weight_map"]  # tied to the embedding
+    _assert_same_model(target, checkpoints / "reference")
+
+
+def test_bf16_output_in_one_file(checkpoints: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    target = tmp_path / "merged"
+    assert main([
+        "merge", "--local_dir",
+        str(checkpoints / "fsdp"), "--target_dir",
+        str(target), "--dtype", "bf16"
+    ]) == 0
+    assert not (target / "model.safetensors.index.json").exists()
+    assert json.loads((target / "config.json").read_text())["dtype"] == "bfloat16"
+    got = load_file(target / "model.safetensors")
+    want = AutoModelForCausalLM.from_pretrained(checkpoints / "reference").state_dict()
+    for name, tensor in got.items():
+        assert tensor.dtype == torch.bfloat16
+        assert torch.equal(tensor, want[name].to(torch.bfloat16)), name
+
+
+def test_existing_target_needs_overwrite(checkpoints: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "merged"
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    args = ["merge", "--local-dir", str(checkpoints / "fsdp"), "--target-dir", str(target)]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (target / "config.json").read_text() == "{}"
+    assert main([*args, "--overwrite"]) == 0
+    assert (target / "model.safetensors").is_file()
+    assert json.loads((target / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_missing_rank_file(checkpoints: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    (local / "model_world_size_2_rank_1.pt").unlink()
+    _merge_fails(capsys, local, tmp_path / "out", names="model_world_size_2_rank_1.pt")
+
+
+def test_world_sizes_disagree(checkpoints: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    shutil.copy(local / "model_world_size_2_rank_0.pt", local / "model_world_size_4_rank_2.pt")
+    _merge_fails(capsys, local, tmp_path / "out", names="model_world_size_4_rank_2.pt")
+
+
+def test_fsdp_config_world_size_disagrees(checkpoints: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    (local / "fsdp_config.json").write_text('{"FSDP_version": 1, "world_size": 4}')
+    _merge_fails(capsys, local, tmp_path / "out", names="fsdp_config.json")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_rank_file(checkpoints: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                           damage: str) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    shard = local / "model_world_size_2_rank_1.pt"
+    data = shard.read_bytes()
+    shard.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"\0" * len(data))
+    _merge_fails(capsys, local, tmp_path / "out", names="model_world_size_2_rank_1.pt")
+
+
+def test_shards_that_do_not_tile(checkpoints: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    shard = local / "model_world_size_2_rank_1.pt"
+    state = torch.load(shard, weights_only=False)
+    name = "model.layers.0.mlp.up_proj.weight"
+    state[name]._local_tensor = state[name]._local_tensor[:10].clone()
+    torch.save(state, shard)
+    err = _merge_fails(capsys, local, tmp_path / "out", names="model_world_size_2_rank_1.pt")
+    assert "do not tile" in err and name in err
+
+
+def test_missing_huggingface_config(checkpoints: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    (local / "huggingface" / "config.json").unlink()
+    _merge_fails(capsys, local, tmp_path / "out", names="huggingface/config.json")
+    dcp_local = _copy(checkpoints / "dcp", tmp_path / "dcp")
+    _merge_fails(capsys, dcp_local, tmp_path / "out", names="dcp/huggingface/config.json")
+
+
+def test_truncated_dcp_file(checkpoints: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "dcp", tmp_path / "dcp")
+    shutil.copytree(checkpoints / "fsdp" / "huggingface", local / "huggingface")
+    data = (local / "__1_0.distcp").read_bytes()
+    (local / "__1_0.distcp").write_bytes(data[:len(data) // 2])
+    _merge_fails(capsys, local, tmp_path / "out", names="__1_0.distcp")
+
+
+def test_dcp_chunks_that_do_not_tile(checkpoints: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "dcp", tmp_path / "dcp")
+    shutil.copytree(checkpoints / "fsdp" / "huggingface", local / "huggingface")
+    with open(local / ".metadata", "rb") as handle:
+        metadata = pickle.load(handle)
+    metadata.state_dict_metadata["model.norm.weight"].chunks.pop()
+    with open(local / ".metadata", "wb") as handle:
+        pickle.dump(metadata, handle)
+    err = _merge_fails(capsys, local, tmp_path / "out", names=".metadata")
+    assert "do not tile" in err and "model.norm.weight" in err
+
+
+def test_verify_catches_a_bad_write(checkpoints: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import model_merger.merge as merge_module
+
+    real_save = merge_module.save_file
+
+    def flip_one_value(tensors: dict[str, torch.Tensor], *args: object, **kwargs: object) -> None:
+        name = "model.layers.1.mlp.down_proj.weight"
+        if name in tensors:
+            tensors[name] = tensors[name].clone()
+            tensors[name][0, 0] += 1
+        real_save(tensors, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(merge_module, "save_file", flip_one_value)
+    err = _merge_fails(capsys,
+                       checkpoints / "fsdp",
+                       tmp_path / "out",
+                       "--verify",
+                       names="model.layers.1.mlp.down_proj.weight")
+    assert "verification failed" in err
+
+
+def test_tied_embeddings_that_differ(checkpoints: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    shard = local / "model_world_size_2_rank_1.pt"
+    state = torch.load(shard, weights_only=False)
+    head = copy.deepcopy(state["model.embed_tokens.weight"])
+    head._local_tensor = head._local_tensor + 1
+    state["lm_head.weight"] = head
+    torch.save(state, shard)
+    err = _merge_fails(capsys, local, tmp_path / "out", names="huggingface/config.json")
+    assert "lm_head.weight" in err
+
+
+def test_target_that_holds_the_input_is_refused(checkpoints: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "run" / "actor")
+    args = ["merge", "--local-dir", str(local), "--overwrite", "--target-dir"]
+    for target in (local, tmp_path / "run"):
+        assert main([*args, str(target)]) == 2
+        assert "would replace it" in capsys.readouterr().err
+        assert (local / "model_world_size_2_rank_0.pt").is_file()
