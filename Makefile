@@ -59,8 +59,10 @@ $(VENV)/.tools-stamp: constraints.txt ci/bootstrap-requirements.txt
 	$(BIN)/pip install --quiet --constraint constraints.txt -r ci/bootstrap-requirements.txt
 	@touch $@
 
+# --compile-bytecode: every later process (CLIs, test subprocesses) then starts without
+# compiling torch's sources, even where bytecode cannot be cached (PYTHONDONTWRITEBYTECODE).
 $(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh ci/models-requirements.txt $(wildcard packages/*/pyproject.toml)
-	UV=$(BIN)/uv VIRTUAL_ENV=$(abspath $(VENV)) bash ci/install.sh --with-models \
+	UV=$(BIN)/uv VIRTUAL_ENV=$(abspath $(VENV)) bash ci/install.sh --with-models --compile-bytecode \
 		$(foreach p,$(ALL_PACKAGES),-e "./packages/$(or $(filter $(p)[%],$(PACKAGE_EXTRAS)),$(p))")
 	@touch $@
 
@@ -142,11 +144,12 @@ docker-train-shell: ## Interactive shell in the training container (GPU)
 	$(COMPOSE) --profile train run --rm train bash
 
 .PHONY: docker-merge
-docker-merge: ## Merge a verl FSDP / DCP checkpoint into HF safetensors: LOCAL_DIR=... [SAVE_DIR=models/merged]
-	$(call require,LOCAL_DIR,make docker-merge LOCAL_DIR=saves/global_step_100/actor [SAVE_DIR=models/merged])
+docker-merge: ## Merge a verl FSDP / DCP checkpoint into HF safetensors: LOCAL_DIR=... [SAVE_DIR=models/merged] [HF_UPLOAD_PATH=user/model]
+	$(call require,LOCAL_DIR,make docker-merge LOCAL_DIR=saves/global_step_100/actor [SAVE_DIR=models/merged] [HF_UPLOAD_PATH=user/model])
 	$(require_docker)
 	$(COMPOSE) --profile model-merger run --rm -e LOCAL_DIR="$(LOCAL_DIR)" \
-		-e SAVE_DIR="$(SAVE_DIR)" -e HF_UPLOAD_PATH="$(HF_UPLOAD_PATH)" model-merger
+		$(if $(SAVE_DIR),-e SAVE_DIR="$(SAVE_DIR)") \
+		$(if $(HF_UPLOAD_PATH),-e HF_UPLOAD_PATH="$(HF_UPLOAD_PATH)") model-merger
 
 .PHONY: docker-format
 docker-format: ## Format the sources with yapf inside the tools image

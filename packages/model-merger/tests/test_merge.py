@@ -7,46 +7,31 @@ import json
 import os
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
+import struct
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 from model_merger.cli import main
-
-_MAKER = Path(__file__).with_name("make_sharded_checkpoint.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from model_merger.testing import write_checkpoints
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("checkpoints")
-    env = {
-        **os.environ, "GLOO_SOCKET_IFNAME": "lo",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-        "WORLD_SIZE": "2",
-        "OMP_NUM_THREADS": "1"
-    }
-    procs = [
-        subprocess.Popen([sys.executable, str(_MAKER), str(out)],
-                         env={
-                             **env, "RANK": str(rank)
-                         },
-                         stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT) for rank in range(2)
-    ]
-    logs = [p.communicate(timeout=300)[0].decode() for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    """A tiny tied-embedding Llama as reference/, fsdp/ (per-rank files) and dcp/."""
+    config = LlamaConfig(hidden_size=64,
+                         intermediate_size=128,
+                         num_hidden_layers=2,
+                         num_attention_heads=4,
+                         num_key_value_heads=2,
+                         vocab_size=128,
+                         max_position_embeddings=64,
+                         tie_word_embeddings=True)
+    out = write_checkpoints(tmp_path_factory.mktemp("checkpoints"), config, seed=0)
+    # These tests give a DCP dir its config with --hf-config-dir, or test that it is missing.
+    shutil.rmtree(out / "dcp" / "huggingface")
     return out
 
 
@@ -202,21 +187,44 @@ def test_dcp_chunks_that_do_not_tile(checkpoints: Path, tmp_path: Path,
     assert "do not tile" in err and "model.norm.weight" in err
 
 
+def test_verify_compares_logits_with_the_source_config(checkpoints: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tensor right, but a written config that runs them differently: caught by logits."""
+    import model_merger.merge as merge_module
+
+    real_write_config = merge_module._write_config
+
+    def other_rope(hf_dir: Path, tmp: Path, config: dict[str, object], *args: object) -> None:
+        real_write_config(hf_dir, tmp, config, *args)  # type: ignore[arg-type]
+        written = json.loads((tmp / "config.json").read_text())
+        written["rope_parameters"] = {"rope_type": "default", "rope_theta": 50.0}
+        (tmp / "config.json").write_text(json.dumps(written))
+
+    monkeypatch.setattr(merge_module, "_write_config", other_rope)
+    err = _merge_fails(capsys,
+                       checkpoints / "fsdp",
+                       tmp_path / "out",
+                       "--verify",
+                       names="logits on a fixed prompt differ")
+    assert "verification failed" in err
+
+
 def test_verify_catches_a_bad_write(checkpoints: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import model_merger.merge as merge_module
 
-    real_save = merge_module.save_file
+    class FlipOneValue(merge_module.SafetensorsWriter):
+        """Writes the tensor's first value wrong, whichever way its bytes arrive."""
 
-    def flip_one_value(tensors: dict[str, torch.Tensor], *args: object, **kwargs: object) -> None:
-        name = "model.layers.1.mlp.down_proj.weight"
-        if name in tensors:
-            tensors[name] = tensors[name].clone()
-            tensors[name][0, 0] += 1
-        real_save(tensors, *args, **kwargs)  # type: ignore[arg-type]
+        def close(self) -> None:
+            if "model.layers.1.mlp.down_proj.weight" in self.order:
+                _, _, offset, _ = self._layout["model.layers.1.mlp.down_proj.weight"]
+                os.pwrite(self._fd, struct.pack("<f", 12345.0), self._data_start + offset)
+            super().close()
 
-    monkeypatch.setattr(merge_module, "save_file", flip_one_value)
+    monkeypatch.setattr(merge_module, "SafetensorsWriter", FlipOneValue)
     err = _merge_fails(capsys,
                        checkpoints / "fsdp",
                        tmp_path / "out",

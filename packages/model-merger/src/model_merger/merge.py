@@ -1,36 +1,34 @@
-"""Merge a sharded training checkpoint into a Hugging Face model directory.
+"""Merge a sharded training checkpoint or a LoRA adapter into a Hugging Face model directory.
 
-The output is written shard by shard: the size of every merged tensor is known from the
-checkpoint's metadata before any data is read, so the output shards are planned first, then
-each one is filled (one tensor's pieces joined at a time), saved with ``safetensors`` and
-dropped. Per-rank files are opened with ``mmap=True``, so only the pieces being joined are read
-into memory. Everything goes to a temporary directory beside the target that is renamed into
-place only when complete.
+Every merged tensor's shape is known from metadata before any data is read, so the output
+shards and their safetensors headers are planned first; then tensors are read, joined, cast and
+written to their place a batch of at most ``_BATCH_BYTES`` (or one tensor) at a time, so memory
+stays at about the largest tensor whatever the model's size. Everything goes to a temporary
+directory beside the target that is renamed into place only when complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import math
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from huggingface_hub import split_torch_state_dict_into_shards
-from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from model_merger.formats import CheckpointError, CheckpointInfo, detect_checkpoint
+from model_merger.safetensors_stream import SafetensorsWriter
+from model_merger.sources import DcpSource, FsdpSource, Plan, Source
 from trainyard_core.io import atomic_directory
 
 __all__ = ["BACKENDS", "DTYPES", "MergeConfig", "MergeResult", "merge", "parse_size"]
 
-BACKENDS = ("auto", "fsdp", "dcp")
+BACKENDS = ("auto", "fsdp", "dcp", "lora")
 DTYPES: dict[str, torch.dtype | None] = {
     "auto": None,
     "bf16": torch.bfloat16,
@@ -40,6 +38,12 @@ DTYPES: dict[str, torch.dtype | None] = {
 _WEIGHT_FILE = re.compile(r"(\.safetensors|\.bin|\.pt|\.pth|\.safetensors\.index\.json|"
                           r"\.bin\.index\.json)$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+# Tensors read per batch: DCP plans each load call, so one call per tensor would be slow on
+# models with thousands of small tensors; a tensor larger than this is read alone.
+_BATCH_BYTES = 256 * 2**20
+# Files of a peft adapter directory that describe the tokenizer, carried over when present.
+_TOKENIZER_FILE = re.compile(r"^(tokenizer.*|special_tokens_map\.json|added_tokens\.json|"
+                             r"chat_template\..*|vocab\..*|merges\.txt|spiece\.model)$")
 
 
 def parse_size(text: str) -> int:
@@ -69,8 +73,8 @@ class MergeConfig:
             "help": "where the Hugging Face model directory is written",
             "flags": ("--target_dir", "--save-dir")
         })
-    backend: str = dataclasses.field(default="auto",
-                                     metadata={"help": "checkpoint layout: auto, fsdp or dcp"})
+    backend: str = dataclasses.field(
+        default="auto", metadata={"help": "checkpoint layout: auto (detect), fsdp, dcp or lora"})
     dtype: str = dataclasses.field(
         default="auto",
         metadata={"help": "output dtype: auto (as stored in the checkpoint), bf16, fp16, fp32"})
@@ -89,6 +93,32 @@ class MergeConfig:
         metadata={
             "help": "before publishing, load the result with transformers and compare every "
                     "tensor with the checkpoint (holds the whole model in memory once)"
+        })
+    base_model: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "LoRA only: the base model directory (or Hub id) the adapter was trained "
+                    "on; unset: the adapter's base_model_name_or_path"
+        })
+    hf_upload_path: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "after merging, upload TARGET_DIR to this Hub model repo (user/repo, "
+                    "created if missing); token: HF_TOKEN",
+            "flags": ("--hf_upload_path",)
+        })
+    private: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "with --hf-upload-path: create the Hub repo as private (an existing repo "
+                    "keeps its visibility)"
+        })
+    dry_run: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "with --hf-upload-path: merge, then list what would be uploaded and where; "
+                    "upload nothing (no HF_TOKEN needed)",
+            "flags": ("--dry_run",)
         })
 
     def __post_init__(self) -> None:
@@ -109,214 +139,6 @@ class MergeResult:
     total_bytes: int
     files: tuple[str, ...]
     verified: bool = False
-
-
-class _Source(Protocol):
-
-    def plan(self) -> dict[str, tuple[torch.Size, torch.dtype]]:
-        ...
-
-    def load(self, names: list[str]) -> dict[str, torch.Tensor]:
-        ...
-
-
-@contextmanager
-def _quiet_device_mesh() -> Iterator[None]:
-    # Unpickling a DTensor without a process group logs a warning about torch.compile.
-    logger = logging.getLogger("torch.distributed.device_mesh")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _shard_sizes(length: int, world: int) -> list[int]:
-    """The dim-0 piece each rank holds (``torch.chunk`` semantics, as FSDP shards)."""
-    chunk = math.ceil(length / world) if length else 0
-    return [max(0, min(chunk, length - rank * chunk)) for rank in range(world)]
-
-
-class _FsdpSource:
-    """verl's per-rank ``model_world_size_{W}_rank_{r}.pt`` files."""
-
-    def __init__(self, info: CheckpointInfo) -> None:
-        self.files = info.files
-        self.world = info.world_size
-        self._check_fsdp_config(info.path)
-        self.states: list[dict[str, Any]] = []
-        for file in self.files:
-            try:
-                with _quiet_device_mesh():
-                    state = torch.load(file, map_location="cpu", mmap=True, weights_only=False)
-            except Exception as exc:
-                raise CheckpointError(f"{file}: cannot be read, truncated or corrupt "
-                                      f"({type(exc).__name__}: {exc})") from exc
-            if not isinstance(state, dict):
-                raise CheckpointError(f"{file}: holds a {type(state).__name__}, "
-                                      "not a model state dict")
-            self.states.append(state)
-        names = list(self.states[0])
-        for file, state in zip(self.files[1:], self.states[1:], strict=True):
-            if set(state) != set(names):
-                diff = sorted(set(state) ^ set(names))[:3]
-                raise CheckpointError(f"{file}: holds different tensor names than "
-                                      f"{self.files[0].name} (e.g. {', '.join(diff)})")
-
-    def _check_fsdp_config(self, path: Path) -> None:
-        config = path / "fsdp_config.json"
-        if not config.is_file():
-            return
-        try:
-            world = json.loads(config.read_text())["world_size"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config}: unreadable ({exc})") from exc
-        if world != self.world:
-            raise CheckpointError(f"{config}: world_size {world} but the rank files are for "
-                                  f"world size {self.world}")
-
-    def _pieces(self, name: str) -> list[Any]:
-        return [state[name] for state in self.states]
-
-    def plan(self) -> dict[str, tuple[torch.Size, torch.dtype]]:
-        from torch.distributed.tensor import DTensor, Replicate, Shard
-
-        plan: dict[str, tuple[torch.Size, torch.dtype]] = {}
-        for name in self.states[0]:
-            pieces = self._pieces(name)
-            if not all(isinstance(p, torch.Tensor) for p in pieces):
-                continue  # non-tensor extras (e.g. _extra_state) are not model weights
-            if all(isinstance(p, DTensor) for p in pieces):
-                first = pieces[0]
-                if first.device_mesh.ndim != 1 or first.device_mesh.size() != self.world:
-                    raise CheckpointError(f"{self.files[0]}: tensor {name} is laid out on a "
-                                          f"{tuple(first.device_mesh.shape)} mesh; only a 1-D "
-                                          f"mesh of the {self.world} ranks is supported")
-                placement = first.placements[0]
-                for file, piece in zip(self.files, pieces, strict=True):
-                    if piece.shape != first.shape or piece.placements != first.placements:
-                        raise CheckpointError(f"{file}: tensor {name} is {tuple(piece.shape)} "
-                                              f"{piece.placements} but rank 0 has it as "
-                                              f"{tuple(first.shape)} {first.placements}")
-                if isinstance(placement, Shard):
-                    dim = placement.dim
-                    expected = _shard_sizes(first.shape[dim], self.world)
-                    for file, piece, size in zip(self.files, pieces, expected, strict=True):
-                        local = piece.to_local().shape
-                        want = (*first.shape[:dim], size, *first.shape[dim + 1:])
-                        if tuple(local) != tuple(want):
-                            raise CheckpointError(
-                                f"{file}: shard of tensor {name} is {tuple(local)}, but the "
-                                f"shards of a {tuple(first.shape)} tensor split on dim {dim} "
-                                f"over {self.world} ranks must be {tuple(want)} here: they do "
-                                "not tile its shape")
-                elif not isinstance(placement, Replicate):
-                    raise CheckpointError(f"{self.files[0]}: tensor {name} has placement "
-                                          f"{placement}, which cannot be merged")
-                plan[name] = (first.shape, first.dtype)
-            elif any(isinstance(p, DTensor) for p in pieces):
-                raise CheckpointError(f"{self.files[0]}: tensor {name} is a DTensor on some "
-                                      "ranks and a plain tensor on others")
-            else:
-                first = pieces[0]
-                for file, piece in zip(self.files, pieces, strict=True):
-                    if piece.shape != first.shape or piece.dtype != first.dtype:
-                        raise CheckpointError(
-                            f"{file}: plain tensor {name} is {tuple(piece.shape)} {piece.dtype} "
-                            f"but {tuple(first.shape)} {first.dtype} on rank 0; plain tensors "
-                            "must be replicated (the same on every rank)")
-                plan[name] = (first.shape, first.dtype)
-        return plan
-
-    def load(self, names: list[str]) -> dict[str, torch.Tensor]:
-        from torch.distributed.tensor import DTensor, Shard
-
-        out: dict[str, torch.Tensor] = {}
-        for name in names:
-            pieces = self._pieces(name)
-            first = pieces[0]
-            if isinstance(first, DTensor):
-                placement = first.placements[0]
-                if isinstance(placement, Shard):
-                    out[name] = torch.cat([p.to_local() for p in pieces], dim=placement.dim)
-                else:  # replicated: one copy, not W copies joined (verl-project/verl#7610)
-                    out[name] = first.to_local().clone()
-            else:
-                for file, piece in zip(self.files[1:], pieces[1:], strict=True):
-                    if not torch.equal(piece, first):
-                        raise CheckpointError(f"{file}: plain tensor {name} differs from rank "
-                                              "0's copy; plain tensors must be replicated")
-                out[name] = first.clone()
-        return out
-
-
-class _DcpSource:
-    """A ``torch.distributed.checkpoint`` directory, read without a process group."""
-
-    def __init__(self, info: CheckpointInfo) -> None:
-        from torch.distributed.checkpoint import FileSystemReader
-        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-        self.path = info.path
-        metadata_file = self.path / ".metadata"
-        try:
-            metadata = FileSystemReader(str(self.path)).read_metadata()
-        except Exception as exc:
-            raise CheckpointError(f"{metadata_file}: cannot be read, truncated or corrupt "
-                                  f"({type(exc).__name__}: {exc})") from exc
-        needed: dict[str, int] = {}
-        for item in (metadata.storage_data or {}).values():
-            end = int(item.offset) + int(item.length)
-            needed[item.relative_path] = max(needed.get(item.relative_path, 0), end)
-        for relative, end in sorted(needed.items()):
-            file = self.path / relative
-            if not file.is_file():
-                raise CheckpointError(f"{file}: missing (named in {metadata_file.name})")
-            size = file.stat().st_size
-            if size < end:
-                raise CheckpointError(f"{file}: truncated: {size} bytes, but {metadata_file.name}"
-                                      f" places data up to byte {end}")
-        self._plan: dict[str, tuple[torch.Size, torch.dtype]] = {}
-        for name, meta in metadata.state_dict_metadata.items():
-            if not isinstance(meta, TensorStorageMetadata):
-                continue  # bytes entries are not weights
-            shape = meta.size
-            covered = 0
-            for chunk in meta.chunks:
-                inside = all(o >= 0 and o + s <= d
-                             for o, s, d in zip(chunk.offsets, chunk.sizes, shape, strict=True))
-                if not inside:
-                    raise CheckpointError(f"{metadata_file}: a chunk of tensor {name} at "
-                                          f"{tuple(chunk.offsets)} size {tuple(chunk.sizes)} "
-                                          f"lies outside its shape {tuple(shape)}")
-                covered += math.prod(chunk.sizes)
-            if covered != math.prod(shape):
-                raise CheckpointError(f"{metadata_file}: the chunks of tensor {name} cover "
-                                      f"{covered} of its {math.prod(shape)} elements: they do "
-                                      f"not tile its shape {tuple(shape)}")
-            self._plan[name] = (shape, meta.properties.dtype)
-
-    def plan(self) -> dict[str, tuple[torch.Size, torch.dtype]]:
-        return dict(self._plan)
-
-    def load(self, names: list[str]) -> dict[str, torch.Tensor]:
-        import warnings
-
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint import FileSystemReader
-
-        state: dict[str, Any] = {
-            n: torch.empty(self._plan[n][0], dtype=self._plan[n][1]) for n in names
-        }
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-                dcp.load(state, storage_reader=FileSystemReader(str(self.path)), no_dist=True)
-        except Exception as exc:
-            raise CheckpointError(f"{self.path}: reading the *.distcp files failed, one is "
-                                  f"corrupt ({type(exc).__name__}: {exc})") from exc
-        return state
 
 
 def _hf_config_dir(cfg: MergeConfig, info: CheckpointInfo) -> Path:
@@ -341,8 +163,8 @@ def _read_config(config_file: Path) -> dict[str, Any]:
     return config
 
 
-def _tied_duplicate(config: dict[str, Any], config_file: Path, source: _Source,
-                    plan: dict[str, tuple[torch.Size, torch.dtype]]) -> str | None:
+def _tied_duplicate(config: dict[str, Any], config_file: Path, source: Source,
+                    plan: Plan) -> str | None:
     """``lm_head.weight`` when the config ties it to the input embedding.
 
     Both names are in the state dict, but transformers re-ties them on load and refuses a file
@@ -369,32 +191,128 @@ def _write_config(hf_dir: Path, tmp: Path, config: dict[str, Any],
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _verify(tmp: Path, config: dict[str, Any], source: _Source, split_files: dict[str, list[str]],
-            tied: str | None, out_dtype: torch.dtype | None) -> None:
-    """Load the written model with transformers and compare every tensor with the sources."""
+def _batches(names: list[str], specs: dict[str, tuple[torch.Size,
+                                                      torch.dtype]]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for name in names:
+        shape, dtype = specs[name]
+        nbytes = torch.Size(shape).numel() * dtype.itemsize
+        if batch and size + nbytes > _BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(name)
+        size += nbytes
+    if batch:
+        yield batch
+
+
+def _prompt_ids(tmp: Path, vocab_size: int) -> torch.Tensor:
+    """A fixed prompt: tokenized text when a tokenizer came along, else fixed token ids."""
+    try:
+        from transformers import AutoTokenizer
+
+        ids = AutoTokenizer.from_pretrained(tmp)("The quick brown fox jumps over",
+                                                 return_tensors="pt")["input_ids"]
+        if ids.numel():
+            return ids
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no usable tokenizer files: fixed ids exercise the same weights
+    return (torch.arange(16) * 7919 % max(vocab_size, 1)).unsqueeze(0)
+
+
+def _verify(tmp: Path, hf_dir: Path, config: dict[str, Any], source: Source,
+            split_files: dict[str, list[str]], out_dtype: torch.dtype | None) -> None:
+    """Load the written model with transformers and compare it with the sources.
+
+    Every tensor must equal the source's (shape, dtype and values). For a causal LM the loaded
+    model's logits on a fixed prompt must also equal those of a model built from the *source*
+    config and assembled directly from the source tensors: that catches a written config that
+    loads the right weights but runs them differently (ties, norms, RoPE)."""
     import transformers
+    from transformers.initialization import no_init_weights
 
     architectures = config.get("architectures") or []
-    cls = getattr(transformers, architectures[0], None) if architectures else None
+    cls: Any = getattr(transformers, architectures[0], None) if architectures else None
     if cls is None:
         cls = transformers.AutoModelForCausalLM
     model = cls.from_pretrained(tmp, dtype="auto")
     state = model.state_dict()
     written = {name for names in split_files.values() for name in names}
-    expected = written | ({tied} if tied else set())
+    # Tied parameters (lm_head sharing the embedding) are written once and share its storage.
+    shared = {state[name].data_ptr() for name in written if name in state}
+    expected = written | {n for n in state if n not in written and state[n].data_ptr() in shared}
     if set(state) != expected:
         missing = sorted(expected - set(state))[:3]
         extra = sorted(set(state) - expected)[:3]
         raise CheckpointError(f"{tmp}: the model transformers loads does not match the "
                               f"checkpoint (missing {missing}, unexpected {extra})")
+    sources: dict[str, torch.Tensor] = {}
     for names in split_files.values():
-        wanted = list(names) + ([tied] if tied and "model.embed_tokens.weight" in names else [])
-        for name, tensor in source.load(wanted).items():
-            if out_dtype is not None:
-                tensor = tensor.to(out_dtype)
+        for name, tensor in source.load(list(names), out_dtype).items():
             if state[name].dtype != tensor.dtype or not torch.equal(state[name], tensor):
                 raise CheckpointError(f"{tmp}: verification failed: tensor {name} as loaded "
                                       "by transformers differs from the checkpoint")
+            sources[name] = tensor
+    if not (hasattr(model, "generate") and getattr(model, "can_generate", lambda: False)()):
+        return
+    # Parameters are left uninitialised (untouched pages cost no memory) and then replaced by
+    # the source tensors; buffers (RoPE) are computed from the source config.
+    with no_init_weights():
+        reference = cls._from_config(transformers.AutoConfig.from_pretrained(hf_dir),
+                                     dtype=model.dtype)
+    reference.load_state_dict(sources, strict=False, assign=True)
+    reference.tie_weights()
+    filled = {tensor.data_ptr() for tensor in sources.values()}
+    leftover = [n for n, p in reference.named_parameters() if p.data_ptr() not in filled]
+    if leftover:
+        raise CheckpointError(f"{tmp}: the checkpoint does not fill parameter(s) {leftover[:3]} "
+                              f"of {cls.__name__}")
+    ids = _prompt_ids(tmp, int(getattr(model.config, "vocab_size", 0) or 0))
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        got, want = model(ids).logits, reference(ids).logits
+    if not torch.isfinite(got).all():
+        raise CheckpointError(f"{tmp}: verification failed: the merged model's logits on a "
+                              "fixed prompt are not finite")
+    if not torch.equal(got, want):
+        diff = (got.float() - want.float()).abs().max().item()
+        raise CheckpointError(f"{tmp}: verification failed: logits on a fixed prompt differ "
+                              f"from the checkpoint's by up to {diff:.3g}")
+
+
+def _open_source(cfg: MergeConfig, info: CheckpointInfo) -> tuple[Source, Path]:
+    """The checkpoint's reader and the directory holding its Hugging Face config."""
+    if info.format == "lora":
+        from model_merger.lora import LoraSource
+
+        if cfg.hf_config_dir is not None:
+            raise CheckpointError(f"{info.path}: a LoRA adapter takes its config from the base "
+                                  "model; pass --base-model, not --hf-config-dir")
+        lora = LoraSource(info, cfg.base_model)
+        return lora, lora.base_dir
+    if cfg.base_model is not None:
+        raise CheckpointError(f"{info.path}: --base-model is for LoRA adapters, but this is a "
+                              f"{info.format} checkpoint")
+    hf_dir = _hf_config_dir(cfg, info)
+    return (FsdpSource(info) if info.format == "fsdp" else DcpSource(info)), hf_dir
+
+
+def _carry_files(hf_dir: Path, info: CheckpointInfo, tmp: Path) -> list[str]:
+    """Copy the config's companions (generation config, tokenizer): a LoRA adapter's own
+    tokenizer files win over the base model's, since training may have added tokens."""
+    carried: dict[str, Path] = {}
+    for item in sorted(hf_dir.iterdir()):
+        if item.is_file() and item.name != "config.json" and not _WEIGHT_FILE.search(item.name):
+            carried[item.name] = item
+    if info.format == "lora":
+        for item in sorted(info.path.iterdir()):
+            if item.is_file() and _TOKENIZER_FILE.match(item.name):
+                carried[item.name] = item
+    for name, item in carried.items():
+        shutil.copy2(item, tmp / name)
+    return list(carried)
 
 
 def merge(cfg: MergeConfig) -> MergeResult:
@@ -403,18 +321,15 @@ def merge(cfg: MergeConfig) -> MergeResult:
     if target.exists() and not cfg.overwrite and (not target.is_dir() or any(target.iterdir())):
         raise CheckpointError(f"{target}: already exists (pass --overwrite to replace it)")
     info = detect_checkpoint(cfg.local_dir, require_hf_config=cfg.hf_config_dir is None)
-    if info.format == "lora":
-        raise CheckpointError(f"{info.path}: a LoRA adapter, not a sharded model checkpoint")
     if cfg.backend != "auto" and cfg.backend != info.format:
         raise CheckpointError(f"{info.path}: --backend {cfg.backend} but the directory holds "
                               f"a {info.format} checkpoint")
-    hf_dir = _hf_config_dir(cfg, info)
+    source, hf_dir = _open_source(cfg, info)
     for inside in (info.path, hf_dir):
         if inside.resolve().is_relative_to(target.resolve()):
             raise CheckpointError(f"{target}: holds the input {inside}; writing the merged "
                                   "model there would replace it (choose another --target-dir)")
     config = _read_config(hf_dir / "config.json")
-    source: _Source = _FsdpSource(info) if info.format == "fsdp" else _DcpSource(info)
     plan = source.plan()
     if not plan:
         raise CheckpointError(f"{info.path}: the checkpoint holds no tensors")
@@ -422,9 +337,10 @@ def merge(cfg: MergeConfig) -> MergeResult:
     if tied is not None:
         del plan[tied]
     out_dtype = DTYPES[cfg.dtype]
+    specs: Plan = {name: (shape, out_dtype or dtype) for name, (shape, dtype) in plan.items()}
     meta = {
-        name: torch.empty(shape, dtype=out_dtype or dtype, device="meta")
-        for name, (shape, dtype) in plan.items()
+        name: torch.empty(shape, dtype=dtype, device="meta")
+        for name, (shape, dtype) in specs.items()
     }
     split = split_torch_state_dict_into_shards(meta,
                                                filename_pattern="model{suffix}.safetensors",
@@ -432,17 +348,27 @@ def merge(cfg: MergeConfig) -> MergeResult:
     total = sum(t.numel() * t.element_size() for t in meta.values())
     del meta
     files = []
-    with atomic_directory(target, overwrite=target.exists()) as tmp:
+    progress = tqdm(total=total,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=f"merging {info.format} into {target.name}")
+    with progress, atomic_directory(target, overwrite=target.exists()) as tmp:
         for filename, names in split.filename_to_tensors.items():
-            tensors = source.load(list(names))
-            if out_dtype is not None:
-                tensors = {n: t.to(out_dtype) for n, t in tensors.items()}
-            save_file({
-                n: t.contiguous() for n, t in tensors.items()
-            },
-                      str(tmp / filename),
-                      metadata={"format": "pt"})
-            del tensors
+            file_specs = {name: specs[name] for name in names}
+            with SafetensorsWriter(tmp / filename, file_specs, {"format": "pt"}) as writer:
+                loaded = []
+                for name in writer.order:
+                    ranges = source.byte_ranges(name, out_dtype)
+                    if ranges is None:
+                        loaded.append(name)
+                        continue
+                    writer.copy_from(name, ranges)
+                    progress.update(sum(length for _, _, length in ranges))
+                for batch in _batches(loaded, file_specs):
+                    for name, tensor in source.load(batch, out_dtype).items():
+                        writer.write(name, tensor)
+                        progress.update(tensor.numel() * tensor.element_size())
             files.append(filename)
         if split.is_sharded:
             index = {
@@ -455,10 +381,7 @@ def merge(cfg: MergeConfig) -> MergeResult:
             files.append("model.safetensors.index.json")
         _write_config(hf_dir, tmp, config, out_dtype)
         files.append("config.json")
-        for item in sorted(hf_dir.iterdir()):
-            if item.is_file() and item.name != "config.json" and not _WEIGHT_FILE.search(item.name):
-                shutil.copy2(item, tmp / item.name)
-                files.append(item.name)
+        files += _carry_files(hf_dir, info, tmp)
         if cfg.verify:
-            _verify(tmp, config, source, split.filename_to_tensors, tied, out_dtype)
+            _verify(tmp, hf_dir, config, source, split.filename_to_tensors, out_dtype)
     return MergeResult(target, info.format, len(plan), total, tuple(files), cfg.verify)
