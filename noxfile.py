@@ -48,11 +48,11 @@ def install(session: nox.Session, *args: str) -> None:
     session.run("bash", str(ROOT / "ci/install.sh"), *args, external=True, env={"UV": _uv()})
 
 
-def install_packages(session: nox.Session, packages: list[str]) -> None:
+def install_packages(session: nox.Session, packages: list[str], *extra: str) -> None:
     editable = []
     for name in packages:
         editable += ["-e", f"./packages/{name}{EXTRAS.get(name, '')}"]
-    install(session, *editable, "-r", DEV_REQUIREMENTS)
+    install(session, *extra, *editable, "-r", DEV_REQUIREMENTS)
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -63,7 +63,9 @@ def _pytest(session: nox.Session, *paths: str) -> None:
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Every package's tests and the cross-package tests in tests/."""
-    install_packages(session, PACKAGES)
+    # As make setup installs: the shipped model weights (SmolLM2 tests), and bytecode compiled
+    # once rather than in every subprocess the tests start.
+    install_packages(session, PACKAGES, "--with-models", "--compile-bytecode")
     _pytest(session, *[f"packages/{name}/tests" for name in PACKAGES], "tests")
 
 

@@ -10,24 +10,17 @@ from typing import Any
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from model_merger.cli import main
+from model_merger.testing import tiny_llama_config
 
 _IDS = torch.tensor([[1, 5, 17, 42, 99, 127, 3, 64]])
 
 
 def _base(path: Path, dtype: torch.dtype, tied: bool, max_shard_size: str = "5GB") -> Path:
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=64,
-                         intermediate_size=128,
-                         num_hidden_layers=2,
-                         num_attention_heads=4,
-                         num_key_value_heads=2,
-                         vocab_size=128,
-                         max_position_embeddings=64,
-                         tie_word_embeddings=tied,
-                         attention_bias=True)
+    config = tiny_llama_config(tie_word_embeddings=tied, attention_bias=True)
     LlamaForCausalLM(config).to(dtype).save_pretrained(path, max_shard_size=max_shard_size)
     return path
 
@@ -143,13 +136,7 @@ def test_lora_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     _fails(capsys, ["--local-dir", str(adapter)], out, str(base))
     # A base of another shape: peft's loader names the adapter tensor that does not fit.
     other = tmp_path / "other"
-    LlamaForCausalLM(
-        LlamaConfig(hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    num_key_value_heads=2,
-                    vocab_size=128)).save_pretrained(other)
+    LlamaForCausalLM(tiny_llama_config(hidden_size=32, intermediate_size=64)).save_pretrained(other)
     _fails(capsys, ["--local-dir", str(adapter), "--base-model", str(other)], out, "q_proj")
     # An adapter whose weights file is cut short.
     weights = adapter / "adapter_model.safetensors"

@@ -12,24 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM
 
 from model_merger.cli import main
-from model_merger.testing import write_checkpoints
+from model_merger.testing import tiny_llama_config, write_checkpoints
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny tied-embedding Llama as reference/, fsdp/ (per-rank files) and dcp/."""
-    config = LlamaConfig(hidden_size=64,
-                         intermediate_size=128,
-                         num_hidden_layers=2,
-                         num_attention_heads=4,
-                         num_key_value_heads=2,
-                         vocab_size=128,
-                         max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    out = write_checkpoints(tmp_path_factory.mktemp("checkpoints"), config, seed=0)
+    out = write_checkpoints(tmp_path_factory.mktemp("checkpoints"),
+                            tiny_llama_config(tie_word_embeddings=True),
+                            seed=0)
     # These tests give a DCP dir its config with --hf-config-dir, or test that it is missing.
     shutil.rmtree(out / "dcp" / "huggingface")
     return out

@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("local_dir", type=Path, help="checkpoint directory")
     merge_parser = commands.add_parser(
         "merge",
-        help="merge a sharded checkpoint into a Hugging Face model directory",
-        description="Join verl's per-rank FSDP files or a torch DCP directory into "
-        "safetensors shards plus the config and tokenizer files, written to a temporary "
+        help="merge a sharded checkpoint or a LoRA adapter into a Hugging Face model directory",
+        description="Join verl's per-rank FSDP files or a torch DCP directory, or fold a peft "
+        "LoRA adapter into its base model, into safetensors shards plus the config and "
+        "tokenizer files, written to a temporary "
         "directory beside TARGET_DIR and renamed into place only when complete. With "
         "--hf-upload-path, TARGET_DIR is then uploaded to the Hub (token: HF_TOKEN); the upload "
         "settings are checked before merging.")

@@ -65,7 +65,7 @@ class MergeConfig:
 
     local_dir: str = dataclasses.field(
         metadata={
-            "help": "checkpoint directory (verl's global_step_N/actor, or a DCP directory)",
+            "help": "checkpoint: verl's global_step_N/actor, a DCP directory or a peft adapter",
             "flags": ("--local_dir",)
         })
     target_dir: str = dataclasses.field(

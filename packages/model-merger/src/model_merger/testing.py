@@ -27,16 +27,31 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PretrainedConfig
 
-__all__ = ["LAYOUTS", "free_port", "write_checkpoints"]
+__all__ = ["LAYOUTS", "free_port", "tiny_llama_config", "write_checkpoints"]
 
 LAYOUTS = ("fsdp", "dcp")
 # Weight files; the rest of a pretrained dir (tokenizer, generation config) goes into every
 # huggingface/ folder, as verl saves them beside the config.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".index.json")
+
+
+def tiny_llama_config(**overrides: Any) -> PretrainedConfig:
+    """A Llama small enough for unit tests (GQA, 2 layers, 128 tokens); ``overrides`` win."""
+    from transformers import LlamaConfig
+
+    settings: dict[str, Any] = dict(hidden_size=64,
+                                    intermediate_size=128,
+                                    num_hidden_layers=2,
+                                    num_attention_heads=4,
+                                    num_key_value_heads=2,
+                                    vocab_size=128,
+                                    max_position_embeddings=64)
+    return LlamaConfig(**(settings | overrides))
 
 
 def free_port() -> int:
