@@ -9,8 +9,9 @@ it is printed for reference ("w/o start-up"). Install with bytecode compiled (``
 does): compiling torch's sources on every start would add seconds to each merge.
 
 The checkpoints are real: 2 gloo ranks shard an fp32 Llama (hidden 1024, intermediate 4096,
-vocab 32000, untied) with FSDP2 and save verl's per-rank files, and with ``--layouts
-fsdp,dcp`` also a torch.distributed.checkpoint directory (model_merger.testing); the
+vocab 32000, untied) with FSDP2, each filling only its own shards with random values (built
+on the meta device, so a rank holds half the model), and save verl's per-rank files, and
+with ``--layouts fsdp,dcp`` also a torch.distributed.checkpoint directory; the
 number of layers is the fewest that give each requested size. Building them is timed too,
 but is not part of the goals. Copy and merge then run ``--repeat`` times, alternated so both
 see the same background load; the table has the median times and the largest peak RSS.
@@ -102,7 +103,8 @@ def measure(size_gib: float, work: Path, startup_s: float, repeat: int,
     ckpt = write_checkpoints(work / "checkpoint",
                              llama_config(layers),
                              layouts=tuple(layouts),
-                             reference=False)
+                             reference=False,
+                             sharded_init=True)
     build_s = time.perf_counter() - start
     rows = []
     for layout in layouts:

@@ -248,3 +248,26 @@ def test_target_that_holds_the_input_is_refused(checkpoints: Path, tmp_path: Pat
         assert main([*args, str(target)]) == 2
         assert "would replace it" in capsys.readouterr().err
         assert (local / "model_world_size_2_rank_0.pt").is_file()
+
+
+def test_sharded_init_checkpoints_merge(tmp_path: Path) -> None:
+    """The benchmark's checkpoints: each rank fills only its own shards."""
+    config = tiny_llama_config()
+    with pytest.raises(ValueError, match="no reference"):
+        write_checkpoints(tmp_path / "bad", config, sharded_init=True)
+    out = write_checkpoints(tmp_path / "ckpt",
+                            config,
+                            layouts=("fsdp",),
+                            reference=False,
+                            sharded_init=True)
+    assert main([
+        "merge", "--local-dir",
+        str(out / "fsdp"), "--target-dir",
+        str(tmp_path / "merged"), "--verify"
+    ]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").state_dict()
+    reference = AutoModelForCausalLM.from_config(config).state_dict()
+    assert {n: t.shape for n, t in merged.items()} == {n: t.shape for n, t in reference.items()}
+    head = merged["lm_head.weight"]
+    assert 0.015 < head.std().item() < 0.025  # N(0, 0.02) on both halves, not left empty
+    assert not torch.equal(head[:64], head[64:])

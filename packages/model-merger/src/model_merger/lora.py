@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from model_merger.formats import CheckpointError, CheckpointInfo
+from model_merger.modeling import build_model, model_class
 from model_merger.sources import Plan
 
 __all__ = ["LoraSource"]
@@ -124,18 +125,14 @@ class LoraSource:
             raise CheckpointError(f"{weights}: cannot be read, truncated or corrupt "
                                   f"({type(exc).__name__}: {exc})") from exc
         config = transformers.AutoConfig.from_pretrained(self.base_dir)
-        architectures = getattr(config, "architectures", None) or []
-        cls: Any = getattr(transformers, architectures[0], None) if architectures else None
-        if cls is None:
-            cls = transformers.AutoModelForCausalLM
         with torch.device("meta"):
-            skeleton = cls._from_config(config)
+            skeleton = build_model(model_class(getattr(config, "architectures", None)), config)
         self.model = get_peft_model(skeleton, peft_config, low_cpu_mem_usage=True)
         self._inner = self.model.base_model.model
         self._wrapped = self._wrapped_modules()
         if not self._wrapped:
             raise CheckpointError(f"{config_file}: its target_modules match no module of "
-                                  f"{cls.__name__}")
+                                  f"{type(skeleton).__name__}")
         self._last: tuple[str, dict[str, torch.Tensor]] | None = None
         self._modules_to_save_keys = tuple(
             f"{_PREFIX}{name}." for name, module in self._wrapped.items()

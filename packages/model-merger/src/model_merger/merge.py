@@ -22,6 +22,7 @@ from huggingface_hub import split_torch_state_dict_into_shards
 from tqdm.auto import tqdm
 
 from model_merger.formats import CheckpointError, CheckpointInfo, detect_checkpoint
+from model_merger.modeling import build_model, model_class
 from model_merger.safetensors_stream import SafetensorsWriter
 from model_merger.sources import DcpSource, FsdpSource, Plan, Source
 from trainyard_core.io import atomic_directory
@@ -232,10 +233,7 @@ def _verify(tmp: Path, hf_dir: Path, config: dict[str, Any], source: Source,
     import transformers
     from transformers.initialization import no_init_weights
 
-    architectures = config.get("architectures") or []
-    cls: Any = getattr(transformers, architectures[0], None) if architectures else None
-    if cls is None:
-        cls = transformers.AutoModelForCausalLM
+    cls = model_class(config.get("architectures"))
     model = cls.from_pretrained(tmp, dtype="auto")
     state = model.state_dict()
     written = {name for names in split_files.values() for name in names}
@@ -259,8 +257,7 @@ def _verify(tmp: Path, hf_dir: Path, config: dict[str, Any], source: Source,
     # Parameters are left uninitialised (untouched pages cost no memory) and then replaced by
     # the source tensors; buffers (RoPE) are computed from the source config.
     with no_init_weights():
-        reference = cls._from_config(transformers.AutoConfig.from_pretrained(hf_dir),
-                                     dtype=model.dtype)
+        reference = build_model(cls, transformers.AutoConfig.from_pretrained(hf_dir), model.dtype)
     reference.load_state_dict(sources, strict=False, assign=True)
     reference.tie_weights()
     filled = {tensor.data_ptr() for tensor in sources.values()}

@@ -68,6 +68,7 @@ def write_checkpoints(out: Path,
                       dtype: torch.dtype = torch.float32,
                       layouts: Sequence[str] = LAYOUTS,
                       reference: bool = True,
+                      sharded_init: bool = False,
                       seed: int = 0,
                       timeout_s: float = 900) -> Path:
     """Write ``out/fsdp``, ``out/dcp`` (those in ``layouts``), ``out/reference``; return ``out``.
@@ -76,7 +77,13 @@ def write_checkpoints(out: Path,
     directory (loaded with ``from_pretrained``; its tokenizer and generation config files are
     copied into each ``huggingface/`` folder). Raises ``RuntimeError`` with the log of the
     first rank that fails (the others are stopped), ``TimeoutError`` after ``timeout_s``.
+
+    ``sharded_init`` (configs only, no reference): build on the ``meta`` device, shard, and fill
+    only each rank's own shards with random values, so a rank holds 1/W of the model, as large
+    jobs do; the benchmark uses it for models bigger than one process could hold twice.
     """
+    if sharded_init and (reference or not isinstance(model, PretrainedConfig)):
+        raise ValueError("sharded_init builds from a config and writes no reference")
     unknown = set(layouts) - set(LAYOUTS)
     if unknown or not layouts:
         raise ValueError(f"layouts must be some of {LAYOUTS}, got {list(layouts)}")
@@ -86,6 +93,7 @@ def write_checkpoints(out: Path,
     with tempfile.TemporaryDirectory(prefix="model-merger-ckpt-") as tmp:
         args = [str(out), "--dtype", str(dtype).removeprefix("torch."), "--seed", str(seed)]
         args += ["--layouts", ",".join(layouts)] + (["--reference"] if reference else [])
+        args += ["--sharded-init"] if sharded_init else []
         if isinstance(model, PretrainedConfig):
             model.save_pretrained(tmp)  # the ranks rebuild it from config.json
             args += ["--config", tmp]
@@ -165,12 +173,14 @@ def _rank_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--sharded-init", action="store_true")
     args = parser.parse_args(argv)
 
     # Imported here: the parent process needs none of this.
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = getattr(torch, args.dtype)
@@ -180,6 +190,10 @@ def _rank_main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     if args.pretrained is not None:
         model = AutoModelForCausalLM.from_pretrained(args.pretrained, dtype=dtype)
+    elif args.sharded_init:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.config),
+                                                     dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.config)).to(dtype)
     if rank == 0 and args.reference:
@@ -188,6 +202,13 @@ def _rank_main(argv: Sequence[str] | None = None) -> None:
     for layer in model.model.layers:
         fully_shard(layer)
     fully_shard(model)
+    if args.sharded_init:
+        model.to_empty(device="cpu")
+        generator = torch.Generator().manual_seed(args.seed * 1000 + rank)
+        with torch.no_grad():
+            for param in model.parameters():
+                assert isinstance(param, DTensor)  # fully_shard made every parameter one
+                param.to_local().normal_(0.0, 0.02, generator=generator)
     state = model.state_dict()
     layouts = args.layouts.split(",")
     if "fsdp" in layouts:
