@@ -192,8 +192,8 @@ def _write_config(hf_dir: Path, tmp: Path, config: dict[str, Any],
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _batches(names: list[str], specs: dict[str, tuple[torch.Size,
-                                                      torch.dtype]]) -> Iterator[list[str]]:
+def _batches(names: list[str], specs: Plan) -> Iterator[list[str]]:
+    """Consecutive names in groups of at most ``_BATCH_BYTES`` (a larger tensor alone)."""
     batch: list[str] = []
     size = 0
     for name in names:
