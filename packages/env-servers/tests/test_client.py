@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import socket
 import threading
 import time
@@ -46,6 +47,7 @@ def double_app(family: str) -> tuple[FastAPI, collections.Counter[str]]:
     app = FastAPI()
     hits: collections.Counter[str] = collections.Counter()
     live: dict[int, int] = {}
+    ids = itertools.count(100, 7)  # unique, and unlike list positions
     key = "env_idx" if family == "searchqa" else "id"
 
     def instance(idx: int | None) -> int:
@@ -63,7 +65,7 @@ def double_app(family: str) -> tuple[FastAPI, collections.Counter[str]]:
         hits["create"] += 1
         if family == "searchqa":
             assert body is not None and body.id == 0
-        idx = len(live) + hits["create"] * 10
+        idx = next(ids)
         live[idx] = -1
         return idx if family == "searchqa" else {"id": idx}
 
