@@ -13,7 +13,7 @@ import os
 import shlex
 from pathlib import Path
 
-from huggingface_hub import HfApi, constants, is_offline_mode
+from huggingface_hub import constants, is_offline_mode
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import (
     DEFAULT_IGNORE_PATTERNS,
@@ -141,6 +141,8 @@ def upload(folder: str | Path, target: UploadTarget, commit_message: str) -> str
     Any failure becomes ``UploadError`` naming the repo and endpoint; ``folder`` is kept."""
     if target.token is None:
         raise ValueError(f"{target.repo_id}: checked for a dry run, has no token to upload with")
+    from huggingface_hub import HfApi  # imported here: it adds 0.25 s to every merge's start
+
     api = HfApi(endpoint=target.endpoint, token=target.token, library_name="trainyard-model-merger")
     try:
         api.create_repo(target.repo_id, private=target.private, exist_ok=True, repo_type="model")
