@@ -11,26 +11,47 @@ BIN := $(VENV)/bin
 NOX := $(BIN)/nox
 PACKAGES := carla-env driving-vla trainers-rl vla-finetune env-servers model-merger
 ALL_PACKAGES := core $(PACKAGES)
-PACKAGE_EXTRAS := core[tensorboard] carla-env[carla] driving-vla[export,gguf] trainers-rl[export] env-servers[agents]
+PACKAGE_EXTRAS := core[tensorboard,wandb] carla-env[carla] driving-vla[export,gguf] trainers-rl[export] env-servers[agents]
 TRAIN_CONFIG ?= configs/train/driving.yaml
 RUNS_DIR ?= runs
 ARGS ?=
 
-IMAGE_PREFIX ?= trainyard
-TAG ?= latest
-USER_UID ?= $(shell id -u)
-USER_GID ?= $(shell id -g)
-ENV_PORT ?= 36001
-MAX_ROUND ?= 10
+# Settings: the command line wins, then the environment, then .env (ENV_FILE), then the
+# defaults below, the same order docker compose uses, so `make` and compose agree on every value.
+ENV_FILE ?= .env
+# The value of $(1) in $(ENV_FILE): its last `KEY=VALUE` (or `export KEY=VALUE`) line, one pair of
+# surrounding quotes removed; empty when the file or the key is absent.
+dotenv = $(shell sed -n -e 's/^[[:space:]]*\(export[[:space:]][[:space:]]*\)\{0,1\}$(1)=//p' \
+	$(ENV_FILE) 2>/dev/null | tail -n 1 | sed -e 's/^"\(.*\)"$$/\1/' -e "s/^'\(.*\)'$$/\1/")
+# $(call setting,NAME,DEFAULT) defines NAME from .env or DEFAULT unless the command line or the
+# environment already did.
+define setting
+ifeq ($$(origin $(1)),undefined)
+$(1) := $$(or $$(call dotenv,$(1)),$(2))
+endif
+endef
+$(eval $(call setting,IMAGE_PREFIX,trainyard))
+$(eval $(call setting,TAG,latest))
+$(eval $(call setting,USER_UID,$$(shell id -u)))
+$(eval $(call setting,USER_GID,$$(shell id -g)))
+$(eval $(call setting,ENV_PORT,36001))
+$(eval $(call setting,MAX_ROUND,10))
+$(eval $(call setting,DOCKER_CA,))
 export IMAGE_PREFIX TAG USER_UID USER_GID ENV_PORT MAX_ROUND
 
-# ENV picks the environment family the env server runs (make docker-env ENV=textcraft). A value
-# the shell put there for other reasons (sh reads its startup file from $ENV) is not a family
-# name and means the default; a wrong name on the command line stops make naming the choices.
+# ENV picks the environment family the env server runs (make docker-env ENV=textcraft; seed 003's
+# default, searchqa). The command line must name a family; a value in the environment that is not
+# one (sh reads its startup file from $ENV) is passed over for .env's, and .env's must be a family.
 ENV_FAMILIES := babyai textcraft sciworld searchqa
-env_family = $(if $(filter $(ENV),$(ENV_FAMILIES)),$(ENV),$(if $(filter command line,$(origin ENV)),$(error ENV=$(ENV) is not an environment family: use one of $(ENV_FAMILIES)),babyai))
+ENV_DEFAULT := searchqa
+not_family = $(error ENV=$(1) $(2) is not an environment family: use one of $(ENV_FAMILIES))
+env_family = $(strip $(if $(filter command line,$(origin ENV)), \
+	$(if $(filter $(ENV),$(ENV_FAMILIES)),$(ENV),$(call not_family,$(ENV),on the command line)), \
+	$(if $(filter $(ENV),$(ENV_FAMILIES)),$(ENV), \
+	$(if $(call dotenv,ENV), \
+	$(if $(filter $(call dotenv,ENV),$(ENV_FAMILIES)),$(call dotenv,ENV),$(call not_family,$(call dotenv,ENV),in $(ENV_FILE))), \
+	$(ENV_DEFAULT)))))
 
-ENV_FILE ?= .env
 COMPOSE = docker compose -f compose/compose.yaml $(if $(wildcard $(ENV_FILE)),--env-file $(ENV_FILE))
 DOCKER_BUILD = docker build $(if $(DOCKER_CA),--secret id=ca$(comma)src=$(DOCKER_CA))
 comma := ,
@@ -42,7 +63,7 @@ require = $(if $(strip $($(1))),,$(error $(1) is required: $(2)))
 docker_engine = $(shell docker info >/dev/null 2>&1 && echo yes)
 require_docker = $(if $(docker_engine),,$(error No Docker engine is running here (`docker info` failed): start Docker, or use the local targets (make train, make test)))
 # JUPYTER_TOKEN from the environment, else from .env.
-jupyter_token = $(or $(JUPYTER_TOKEN),$(shell sed -n "s/^JUPYTER_TOKEN=//p" $(ENV_FILE) 2>/dev/null))
+jupyter_token = $(or $(JUPYTER_TOKEN),$(call dotenv,JUPYTER_TOKEN))
 
 ##@ Local (no Docker)
 
@@ -137,6 +158,16 @@ docker-build-tools: ## Build the tools image (JupyterLab, formatters) on the tra
 	@docker image inspect $(IMAGE_PREFIX)/trainers-rl:$(TAG) >/dev/null 2>&1 || $(MAKE) docker-build-trainers-rl
 	$(DOCKER_BUILD) -f docker/tools.Dockerfile \
 		--build-arg BASE_IMAGE=$(IMAGE_PREFIX)/trainers-rl:$(TAG) -t $(IMAGE_PREFIX)/tools:$(TAG) .
+
+# Seed 003's names for the images its targets build: the train image is trainers-rl's, the
+# scripts image (merging, formatting) is model-merger's plus the tools image.
+.PHONY: docker-build-train docker-build-scripts
+docker-build-train: docker-build-trainers-rl ## Alias: build the training image (trainers-rl)
+docker-build-scripts: docker-build-model-merger docker-build-tools ## Alias: build the merge and formatter images (model-merger, tools)
+
+.PHONY: images-check
+images-check: $(VENV)/.tools-stamp ## Build every image (docker, else buildah on a stand-in base) and check users, healthchecks, service commands
+	$(NOX) -s images $(if $(ARGS),-- $(ARGS))
 
 .PHONY: docker-train-shell
 docker-train-shell: ## Interactive shell in the training container (GPU)

@@ -14,7 +14,8 @@ COMPOSE = yaml.safe_load((ROOT / "compose" / "compose.yaml").read_text())
 def test_profiles_of_the_seeds_exist() -> None:
     profiles = {p for service in COMPOSE["services"].values() for p in service.get("profiles", [])}
     assert {
-        "train", "simulation", "env", "eval", "model-merger", "formatter", "notebook", "tensorboard"
+        "train", "simulation", "evaluation", "env", "eval", "model-merger", "formatter", "notebook",
+        "tensorboard"
     } <= profiles
 
 
@@ -43,3 +44,20 @@ def test_env_example_lists_every_variable_and_holds_no_secret() -> None:
     assert used <= set(documented), sorted(used - set(documented))
     for secret in ("WANDB_API_KEY", "HF_TOKEN", "OPENAI_API_KEY", "JUPYTER_TOKEN"):
         assert documented[secret] == "", f"{secret} must be empty in .env.example"
+
+
+def test_training_services_run_the_main_job_and_evaluation() -> None:
+    services = COMPOSE["services"]
+    assert services["train"]["command"][:4] == [
+        "trainers-rl", "train", "--config", "configs/train/driving.yaml"
+    ]
+    assert services["train-carla"]["command"][:4] == [
+        "trainers-rl", "train", "--config", "configs/train/driving_carla.yaml"
+    ]
+    assert services["train-carla"]["environment"]["CARLA_HOST"] == "carla"
+    evaluation = services["evaluation"]
+    assert evaluation["profiles"] == ["evaluation"]
+    assert evaluation["image"] == services["train"]["image"]
+    assert "exec trainers-rl evaluate --model" in evaluation["command"][-1]
+    for name in ("train", "train-carla", "evaluation"):
+        assert "../configs:/workspace/configs:ro" in services[name]["volumes"], name

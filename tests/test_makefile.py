@@ -17,7 +17,8 @@ TARGETS = [
     "help", "setup", "train", "test", "lint", "format", "typecheck", "docker-lint", "bench",
     "docker-build", "docker-build-base", *[f"docker-build-{p}" for p in PACKAGES],
     "docker-train-shell", "docker-merge", "docker-format", "docker-env", "docker-eval",
-    "docker-clean", "carla-up", "carla-down", "tensorboard", "notebook"
+    "docker-clean", "carla-up", "carla-down", "tensorboard", "notebook", "images-check",
+    "docker-build-train", "docker-build-scripts"
 ]
 
 
