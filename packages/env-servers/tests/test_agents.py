@@ -258,3 +258,14 @@ def test_auto_picks_endpoint_only_for_a_named_remote_model(monkeypatch: pytest.M
     with pytest.raises(ValueError, match="unknown agent 'gpt'"):
         resolve_kind("gpt", "")
     assert isinstance(make_agent("random", "babyai", seed=3), RandomAgent)
+
+
+def test_an_endpoint_model_name_without_an_endpoint_says_what_to_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # seed 003's default MODEL with no OPENAI_* set: auto loads it locally, which fails offline;
+    # the error names the model and the variables that would send it to an endpoint
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AgentError, match=r"'gpt-4o-mini'.*OPENAI_API_KEY"):
+        make_agent("auto", "babyai", "gpt-4o-mini")

@@ -369,7 +369,10 @@ class TransformersAgent(Agent):
                                                                    gguf_file=gguf_file,
                                                                    dtype=getattr(torch, dtype))
         except (OSError, ValueError) as exc:
-            raise AgentError(f"cannot load model {model or source!r}: {exc}") from exc
+            hint = ("" if not model or Path(model).expanduser().exists() else
+                    f"; if {model!r} names a model on an OpenAI-compatible endpoint, set "
+                    "OPENAI_API_KEY (and OPENAI_BASE_URL) or --agent openai")
+            raise AgentError(f"cannot load model {model or source!r}: {exc}{hint}") from exc
         self.load_seconds = time.perf_counter() - started
         cast(Any, self.model).to(device).eval()  # transformers' stubs reject a str device
         self.dtype = str(self.model.dtype).removeprefix("torch.")
