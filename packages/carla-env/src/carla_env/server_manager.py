@@ -222,13 +222,20 @@ class ServerManager:
                 return status
             if not status.running:
                 raise RuntimeError(f"the CARLA server on port {port} exited while starting; "
-                                   f"see `carla-server logs --port {port}`")
+                                   f"see `{self._logs_command(port)}`")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"the CARLA server on port {port} did not answer RPC within "
-                                   f"{self.cfg.timeout:g} s (see `carla-server logs --port "
-                                   f"{port}`)")
+                                   f"{self.cfg.timeout:g} s (see `{self._logs_command(port)}`)")
             time.sleep(min(self.POLL_INTERVAL, left))
+
+    def _logs_command(self, port: int) -> str:
+        """The `carla-server logs` line that finds this server's log (local mode needs its
+        mode and state directory named)."""
+        if self.cfg.mode != "local":
+            return f"carla-server logs --port {port}"
+        return (f"carla-server logs --mode local --state-dir {self.cfg.state_dir} "
+                f"--port {port}")
 
     def status(self, port: int, probe_timeout: float | None = None) -> ServerStatus:
         running = self._running(port)
