@@ -10,7 +10,7 @@ import pytest
 
 COMMANDS = {
     "carla-env": ["config", "check", "baselines"],
-    "carla-server": ["start", "stop", "status", "logs", "kill", "restart"],
+    "carla-server": ["start", "stop", "status", "logs", "kill", "restart", "help"],
     "driving-vla": ["inspect", "export"],
     "trainers-rl": ["ppo", "record-demos", "bc"],
     "vla-finetune": ["inspect"],
