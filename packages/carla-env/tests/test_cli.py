@@ -10,10 +10,28 @@ from carla_env.cli import main
 
 
 def test_config_prints_resolved_yaml(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "--carla-town", "Town03", "image_width=64"]) == 0
+    assert main(["config", "--carla-town", "Town03", "backend=carla", "image_width=64"]) == 0
     out = capsys.readouterr().out
     assert "carla_town: Town03" in out
     assert "image_width: 64" in out
+
+
+def test_town_on_embedded_backend_exits_2_naming_carla(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--carla-town", "Town03"]) == 2
+    err = capsys.readouterr().err
+    assert "carla_town='Town03'" in err and "only backend='carla'" in err
+
+
+def test_carla_env_variables_are_defaults_and_flags_win(capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARLA_HOST", "carla")
+    monkeypatch.setenv("CARLA_PORT", "2010")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "carla_host: carla" in out and "carla_port: 2010" in out
+    assert main(["config", "--carla-host", "sim.local", "carla_port=3000"]) == 0
+    out = capsys.readouterr().out
+    assert "carla_host: sim.local" in out and "carla_port: 3000" in out
 
 
 def test_bad_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str]) -> None:

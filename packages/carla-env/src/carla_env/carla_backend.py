@@ -30,8 +30,9 @@ from carla_env.contract import (
 from carla_env.reward import RewardConfig, compute_reward
 
 __all__ = [
-    "CarlaDrivingEnv", "RouteTracker", "apply_sync_settings", "bgra_to_rgb", "lane_geometry",
-    "neighbor_features", "release_sync_settings", "step_info", "vehicle_control"
+    "CarlaDrivingEnv", "RouteTracker", "apply_render_settings", "apply_sync_settings",
+    "bgra_to_rgb", "lane_geometry", "neighbor_features", "release_sync_settings",
+    "spectator_transform", "step_info", "vehicle_control"
 ]
 
 EGO_BLUEPRINT = "vehicle.tesla.model3"
@@ -60,11 +61,30 @@ def apply_sync_settings(settings: Any, cfg: SimulatorConfig) -> Any:
     return settings
 
 
+def apply_render_settings(settings: Any, cfg: SimulatorConfig) -> Any:
+    """``render=False``: the server skips drawing (``no_rendering_mode``), which only a run
+    without a camera can afford (the config refuses a camera with it)."""
+    settings.no_rendering_mode = not cfg.render
+    return settings
+
+
 def release_sync_settings(settings: Any) -> Any:
-    """Back to asynchronous mode, as a server is found by the next client."""
+    """Back to asynchronous mode and rendering, as a server is found by the next client."""
     settings.synchronous_mode = False
     settings.fixed_delta_seconds = None
+    settings.no_rendering_mode = False
     return settings
+
+
+def spectator_transform(ego: Any) -> Any:
+    """Where the server window's camera goes for ``headless=False``: 8 m behind the ego car
+    and 4 m up, looking along its heading."""
+    carla = _carla()
+    yaw = math.radians(ego.rotation.yaw)
+    loc = ego.location
+    return carla.Transform(
+        carla.Location(x=loc.x - 8.0 * math.cos(yaw), y=loc.y - 8.0 * math.sin(yaw), z=loc.z + 4.0),
+        carla.Rotation(pitch=-15.0, yaw=ego.rotation.yaw))
 
 
 def _wrap_deg(angle: float) -> float:
@@ -204,8 +224,14 @@ class CarlaDrivingEnv(DrivingEnv):
         config = config or SimulatorConfig(backend="carla")
         if config.backend != "carla":
             raise ValueError(f"CarlaDrivingEnv needs backend='carla', got {config.backend!r}")
+        if render_mode == "rgb_array" and not config.render:
+            raise ValueError("render_mode='rgb_array' needs frames, but the SimulatorConfig has "
+                             "render=False: set render=True")
         self._setup(config, render_mode)
-        self.reward_cfg = reward or RewardConfig()
+        spec = config.scenario_spec
+        # CARLA's lanes vary by road; the reward's lane scale is the scenario's.
+        self.reward_cfg = (reward or config.reward).resolve(spec.lane_width, spec.speed_limit,
+                                                            config.control_dt)
         self.server_manager = server_manager
         self._actors: list[Any] = []
         self._sensors: list[Any] = []
@@ -223,7 +249,8 @@ class CarlaDrivingEnv(DrivingEnv):
         self.world = world
         self.map = world.get_map()
         self.world.set_weather(getattr(carla.WeatherParameters, cfg.weather))
-        self.world.apply_settings(apply_sync_settings(self.world.get_settings(), cfg))
+        self.world.apply_settings(
+            apply_render_settings(apply_sync_settings(self.world.get_settings(), cfg), cfg))
         self.tm = self.client.get_trafficmanager(cfg.traffic_manager_port)
         self.tm.set_synchronous_mode(True)
         self.tm.set_random_device_seed(cfg.seed)
@@ -345,6 +372,8 @@ class CarlaDrivingEnv(DrivingEnv):
             info = {key: 0.0 for key in INFO_KEYS} | {"server_restarted": True}
             return self._zeros(), 0.0, False, True, info
         self._collect(frame)
+        if not self.config.headless:
+            self.world.get_spectator().set_transform(spectator_transform(self.ego.get_transform()))
         self.steps += 1
         info = self._info(action, frame)
         self.last_action = action

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+
+from carla_env.reward import RewardConfig
 
 __all__ = [
     "BACKENDS", "CARLA_TOWNS", "CARLA_WEATHERS", "MAX_SUBSTEPS", "MAX_SUBSTEP_DT",
-    "OBSERVATION_KEYS", "SCENARIOS", "Scenario", "SimulatorConfig"
+    "OBSERVATION_KEYS", "SCENARIOS", "Scenario", "SimulatorConfig", "env_carla_host",
+    "env_carla_port"
 ]
 
 BACKENDS = ("embedded", "carla")
@@ -51,12 +55,33 @@ SCENARIOS = {
 }
 
 
+def env_carla_host() -> str:
+    """``$CARLA_HOST`` (seed 001's compose sets it), else localhost."""
+    return os.environ.get("CARLA_HOST") or "localhost"
+
+
+def env_carla_port() -> int:
+    """``$CARLA_PORT``, else 2000; a value that is not a port is refused by name."""
+    raw = os.environ.get("CARLA_PORT") or "2000"
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise ValueError(f"environment variable CARLA_PORT must be a port number in 1..65535, "
+                         f"got {raw!r}")
+    return port
+
+
 @dataclasses.dataclass
 class SimulatorConfig:
     """Everything that defines a driving environment, on either backend.
 
     The connection and timing names are CARLABridge's (``carla_host``, ``physics_dt``, …);
     ``backend`` picks the embedded simulator (default, no server) or a CARLA server.
+    ``carla_host``/``carla_port`` default to ``$CARLA_HOST``/``$CARLA_PORT``; a value given
+    explicitly (argument, YAML, flag) wins. Towns are CARLA's: naming one with the embedded
+    backend is refused rather than ignored.
     """
 
     backend: str = dataclasses.field(default="embedded",
@@ -80,10 +105,15 @@ class SimulatorConfig:
     map_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the map's routes"})
     num_routes: int = 64
     # CARLA connection (CARLABridge names)
-    carla_host: str = "localhost"
-    carla_port: int = 2000
-    carla_town: str | None = dataclasses.field(default=None,
-                                               metadata={"help": "CARLA map (None = scenario's)"})
+    carla_host: str = dataclasses.field(
+        default_factory=env_carla_host,
+        metadata={"help": "CARLA server host (default: $CARLA_HOST, else localhost)"})
+    carla_port: int = dataclasses.field(
+        default_factory=env_carla_port,
+        metadata={"help": "CARLA RPC port (default: $CARLA_PORT, else 2000)"})
+    carla_town: str | None = dataclasses.field(
+        default=None, metadata={"help": "CARLA map, backend carla only "
+                                        "(None = scenario's)"})
     carla_weather: str | None = dataclasses.field(
         default=None, metadata={"help": "carla.WeatherParameters preset (None = scenario's)"})
     carla_timeout: float = dataclasses.field(default=10.0,
@@ -91,6 +121,21 @@ class SimulatorConfig:
     traffic_manager_port: int = 8000
     restart_server: bool = dataclasses.field(
         default=False, metadata={"help": "restart a CARLA server that dies mid-episode"})
+    # Rendering (CARLABridge names)
+    render: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "draw frames (camera observations, render_mode='rgb_array' videos). "
+                    "False: a CARLA server runs with no_rendering_mode (faster), and a camera "
+                    "observation or rgb_array rendering is refused on both backends"
+        })
+    headless: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "no window. False: the CARLA server's window (its spectator camera) "
+                    "follows the ego car; the embedded simulator never opens a window, so "
+                    "there it changes nothing (save videos with render_mode='rgb_array')"
+        })
     # Timing
     fps: int = dataclasses.field(default=10, metadata={"help": "frame rate of saved videos"})
     physics_dt: float = dataclasses.field(default=0.01,
@@ -101,8 +146,16 @@ class SimulatorConfig:
     image_width: int = 64
     image_height: int = 64
     seed: int = 0
+    reward: RewardConfig = dataclasses.field(
+        default_factory=RewardConfig,
+        metadata={"help": "reward weights (seed 001's keys speed_weight, … accepted)"})
 
     def __post_init__(self) -> None:
+        if isinstance(self.reward, dict):  # SimulatorConfig(reward={"speed_weight": 1.0})
+            try:
+                self.reward = RewardConfig(**self.reward)
+            except TypeError as exc:
+                raise ValueError(f"reward: {exc}") from exc
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.scenario not in SCENARIOS:
@@ -119,9 +172,17 @@ class SimulatorConfig:
         if self.carla_town is not None and self.carla_town not in CARLA_TOWNS:
             raise ValueError(f"carla_town must be one of {', '.join(CARLA_TOWNS)}, "
                              f"got {self.carla_town!r}")
+        if self.carla_town is not None and self.backend != "carla":
+            raise ValueError(f"carla_town={self.carla_town!r} names a CARLA map, and only "
+                             f"backend='carla' (a CARLA server) loads towns; the {self.backend} "
+                             f"backend drives its own maps (map: highway, ring or urban, or "
+                             f"scenario). Set backend='carla' or leave carla_town unset")
         if self.carla_weather is not None and self.carla_weather not in CARLA_WEATHERS:
             raise ValueError(f"carla_weather must be a carla.WeatherParameters preset "
                              f"({', '.join(CARLA_WEATHERS[:4])}, …), got {self.carla_weather!r}")
+        if not self.render and "camera" in self.observation_keys:
+            raise ValueError("render=False draws no frames, but observation_keys has camera: "
+                             "set render=True or drop the camera observation")
         for name in ("carla_port", "traffic_manager_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ValueError(f"{name} must be in 1..65535, got {getattr(self, name)}")
@@ -155,6 +216,11 @@ class SimulatorConfig:
             raise ValueError(
                 f"control_dt {self.control_dt:.4g} s needs {self.substeps} physics "
                 f"steps of {self.physics_dt:.4g} s; CARLA allows at most {MAX_SUBSTEPS}")
+
+    def as_embedded(self) -> SimulatorConfig:
+        """This config on the embedded backend (demonstrations, evaluation, export of a CARLA
+        run): the CARLA-only town is dropped, the scenario still picks the map."""
+        return dataclasses.replace(self, backend="embedded", carla_town=None)
 
     @property
     def substeps(self) -> int:

@@ -63,8 +63,9 @@ class _Batch:
     def __init__(self, cfg: SimulatorConfig, num_envs: int, reward: RewardConfig | None) -> None:
         self.cfg = cfg
         self.world = World(world_params(cfg), num_envs)
-        self.reward_cfg = reward or RewardConfig(
-            lane_width=self.world.lane_width, speed_scale=self.world.speed_limit * cfg.control_dt)
+        # An explicit ``reward`` wins over the config's; unset scales are this map's.
+        self.reward_cfg = (reward or cfg.reward).resolve(self.world.lane_width,
+                                                         self.world.speed_limit, cfg.control_dt)
         self.prev_s = np.zeros(num_envs)
         self.prev_steer = np.zeros(num_envs)
 
@@ -196,6 +197,14 @@ def _config(config: SimulatorConfig | None, overrides: dict[str, Any]) -> Simula
     return cfg
 
 
+def _check_render(cfg: SimulatorConfig, render_mode: str | None) -> None:
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+    if render_mode == "rgb_array" and not cfg.render:
+        raise ValueError("render_mode='rgb_array' needs frames, but the SimulatorConfig has "
+                         "render=False: set render=True")
+
+
 class EmbeddedVectorEnv(VectorEnv):
     """N embedded driving worlds stepped as one batch."""
 
@@ -213,9 +222,8 @@ class EmbeddedVectorEnv(VectorEnv):
                  **overrides: Any) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.config = _config(config, overrides)
+        _check_render(self.config, render_mode)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.batch = _Batch(self.config, num_envs, reward)
@@ -290,7 +298,9 @@ class EmbeddedDrivingEnv(DrivingEnv):
                  render_mode: str | None = None,
                  reward: RewardConfig | None = None,
                  **overrides: Any) -> None:
-        self._setup(_config(config, overrides), render_mode)
+        cfg = _config(config, overrides)
+        _check_render(cfg, render_mode)
+        self._setup(cfg, render_mode)
         self.batch = _Batch(self.config, 1, reward)
         self._started = False
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import gymnasium as gym
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -30,21 +31,25 @@ from trainers_rl.vec_env import SB3VecEnv
 __all__ = ["Trainer", "as_vec_env"]
 
 
-def as_vec_env(env: VecEnv | gym.vector.VectorEnv | None,
+def as_vec_env(env: VecEnv | gym.vector.VectorEnv | gym.Env | None,
                config: AlgorithmConfig,
                monitor_file: Path | None = None) -> VecEnv:
     """An SB3 ``VecEnv`` with episode statistics (``VecMonitor``) for ``env``.
 
     ``None`` builds ``config.num_envs`` copies of ``config.env_id`` stepped in-process, which
-    beats subprocesses for cheap environments on few cores.
+    beats subprocesses for cheap environments on few cores. A single ``gymnasium.Env`` is
+    stepped as a vector of one.
     """
     if env is None:
         require_registered(config.env_id)
         env = DummyVecEnv([lambda: gym.make(config.env_id)] * config.num_envs)
     elif isinstance(env, gym.vector.VectorEnv):
         env = SB3VecEnv(env)
+    elif isinstance(env, gym.Env):
+        single = env  # e.g. seed 001's CARLABridge: one world, stepped in-process
+        env = DummyVecEnv([lambda: single])
     elif not isinstance(env, VecEnv):
-        raise TypeError(f"env must be a gymnasium VectorEnv or an SB3 VecEnv, got "
+        raise TypeError(f"env must be a gymnasium Env or VectorEnv, or an SB3 VecEnv, got "
                         f"{type(env).__name__}")
     if isinstance(env, VecMonitor):
         return env
@@ -54,19 +59,31 @@ def as_vec_env(env: VecEnv | gym.vector.VectorEnv | None,
 
 
 class Trainer(abc.ABC):
-    """Base of ``PPOTrainer`` and ``SACTrainer``; subclasses name the SB3 algorithm."""
+    """Base of ``PPOTrainer`` and ``SACTrainer``; subclasses name the SB3 algorithm.
+
+    ``Trainer(model, env, config)`` (seed 001's order) and ``Trainer(config, env, model)``
+    (this package's first order) both work: positional arguments are told apart by type, and
+    keywords work as always. The ``model`` passed in is the one trained: after ``train()`` it
+    holds the trained weights (they are written back into it at the end of training and at
+    every checkpoint), so ``model.save_pretrained(...)`` after ``train()`` saves what was
+    learned.
+    """
 
     algorithm: ClassVar[type[Any]]  # an SB3 algorithm class
     config_class: ClassVar[type[AlgorithmConfig]]
     name: ClassVar[str]
     config: AlgorithmConfig
+    target: DrivingVLA | None = None  # the caller's model, updated after training
 
     def __init__(self,
-                 config: AlgorithmConfig,
-                 env: VecEnv | gym.vector.VectorEnv | None = None,
+                 *args: Any,
                  model: DrivingVLA | None = None,
+                 env: VecEnv | gym.vector.VectorEnv | gym.Env | None = None,
+                 config: AlgorithmConfig | None = None,
                  run_dir: str | Path | None = None) -> None:
+        model, env, config, run_dir = self._sort_arguments(args, model, env, config, run_dir)
         self.config = config
+        self.target = model
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.env = as_vec_env(env, config, self._monitor_file(0))
         policy_kwargs: dict[str, Any]
@@ -94,6 +111,42 @@ class Trainer(abc.ABC):
             self._load_driving_vla(model)
         self.train_seconds = 0.0
         self._start_timesteps = 0
+
+    @classmethod
+    def _sort_arguments(
+        cls, args: tuple[Any, ...], model: DrivingVLA | None, env: Any,
+        config: AlgorithmConfig | None, run_dir: str | Path | None
+    ) -> tuple[DrivingVLA | None, Any, AlgorithmConfig, str | Path | None]:
+        """Positional arguments given to their parameter by type: a config, a DrivingVLA, a
+        path (the run directory), else the environment. Each parameter at most once."""
+        given: dict[str, Any] = {"model": model, "env": env, "config": config, "run_dir": run_dir}
+        if len(args) > 4:
+            raise TypeError(f"{cls.__name__} takes at most 4 positional arguments (model, env, "
+                            f"config, run_dir), got {len(args)}")
+        for arg in args:
+            if arg is None:
+                continue
+            if isinstance(arg, AlgorithmConfig):
+                name = "config"
+            elif isinstance(arg, DrivingVLA):
+                name = "model"
+            elif isinstance(arg, str | Path):
+                name = "run_dir"
+            else:
+                name = "env"
+            if given[name] is not None:
+                raise TypeError(f"{cls.__name__} got two values for {name} (a positional "
+                                f"{type(arg).__name__} and another)")
+            given[name] = arg
+        if given["model"] is not None and not isinstance(given["model"], DrivingVLA):
+            raise TypeError(f"{cls.__name__}: model must be a DrivingVLA, got "
+                            f"{type(given['model']).__name__}")
+        if given["config"] is None:
+            given["config"] = cls.config_class()
+        if not isinstance(given["config"], cls.config_class):
+            raise TypeError(f"{cls.__name__}: config must be a {cls.config_class.__name__}, got "
+                            f"{type(given['config']).__name__}")
+        return given["model"], given["env"], given["config"], given["run_dir"]
 
     # ------------------------------------------------------- for subclasses
     @abc.abstractmethod
@@ -151,13 +204,19 @@ class Trainer(abc.ABC):
               total_timesteps: int | None = None,
               callback: BaseCallback | list[BaseCallback] | None = None,
               tensorboard_dir: Path | None = None,
-              progress_bar: bool = True) -> BaseAlgorithm:
+              progress_bar: bool = True,
+              save_dir: str | Path | None = None) -> BaseAlgorithm:
         """Train until ``total_timesteps`` env steps in all (default: the config's).
 
         A resumed trainer continues from its checkpoint's step count to the same total.
         Checkpoints are written every ``config.checkpoint_every`` steps when the trainer has a
-        run directory.
+        run directory. The model passed to the trainer holds the trained weights afterwards
+        (also when training stops with an exception); ``save_dir`` also saves it there as a
+        DrivingVLA checkpoint (``DrivingVLA.from_pretrained(save_dir)``), as seed 001 does.
         """
+        if save_dir is not None and not self.uses_driving_vla:
+            raise TypeError("train(save_dir=...) saves a DrivingVLA, but this trainer's policy "
+                            "is SB3's MLP (set policy: driving_vla or pass a model)")
         total = total_timesteps or self.config.total_timesteps
         callbacks = list(callback) if isinstance(callback, list) else [callback] if callback else []
         callbacks += self._extra_callbacks()
@@ -172,14 +231,36 @@ class Trainer(abc.ABC):
         remaining = total - self.model.num_timesteps
         self._start_timesteps = self.model.num_timesteps
         start = time.perf_counter()
-        if remaining > 0:
-            self.model.learn(total_timesteps=remaining,
-                             callback=CallbackList(callbacks),
-                             progress_bar=progress_bar,
-                             tb_log_name=self.name,
-                             reset_num_timesteps=self.model.num_timesteps == 0)
-        self.train_seconds = time.perf_counter() - start
+        try:
+            if remaining > 0:
+                self.model.learn(total_timesteps=remaining,
+                                 callback=CallbackList(callbacks),
+                                 progress_bar=progress_bar,
+                                 tb_log_name=self.name,
+                                 reset_num_timesteps=self.model.num_timesteps == 0)
+        finally:
+            self.train_seconds = time.perf_counter() - start
+            self.sync_model()
+        if save_dir is not None:
+            self.save_into(save_dir)
         return self.model
+
+    def sync_model(self) -> DrivingVLA | None:
+        """Copy the trained policy's weights into the model the caller passed in.
+
+        SB3 builds its policy around its own DrivingVLA (the caller's is copied in at the
+        start); without this the caller's object would stay untrained, and its
+        ``save_pretrained`` would silently write the initial weights.
+        """
+        target = self.target
+        if target is None or not self.uses_driving_vla:
+            return target
+        trained = self.driving_vla()
+        with torch.no_grad():
+            target.load_state_dict(trained.state_dict())
+        # e.g. SAC reads the control head through tanh: the weights mean that only with it.
+        target.config.control_activation = trained.config.control_activation
+        return target
 
     @property
     def steps_per_second(self) -> float:
@@ -208,11 +289,36 @@ class Trainer(abc.ABC):
             self.driving_vla().save_pretrained(tmp)
         return path
 
+    def save_into(self, directory: str | Path) -> Path:
+        """Save the trained DrivingVLA into ``directory``, keeping what else it holds.
+
+        Seed 001 passes its output directory (created beforehand, maybe holding logs), so
+        unlike ``save_pretrained`` this does not replace the directory: each file is written
+        beside its final name and renamed over it, so a reader never sees half a file.
+        """
+        import tempfile
+
+        from trainyard_core.io import publish
+
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(f"save_dir {str(directory)!r} is a file, expected a "
+                                     f"directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".driving_vla.", dir=directory) as tmp:
+            self.driving_vla().save_pretrained(tmp)
+            for file in sorted(Path(tmp).iterdir()):
+                publish(file, directory / file.name)
+        return directory
+
     def save_checkpoint(self, path: str | Path) -> Path:
-        """A resumable trainer state (see ``trainers_rl.checkpoint``)."""
+        """A resumable trainer state (see ``trainers_rl.checkpoint``); the caller's model is
+        brought up to date too, so it is never older than the last checkpoint."""
         from trainers_rl.checkpoint import save_checkpoint
 
-        return save_checkpoint(self, Path(path))
+        saved = save_checkpoint(self, Path(path))
+        self.sync_model()
+        return saved
 
     @classmethod
     def resume(cls,

@@ -11,10 +11,10 @@ from trainers_rl.algorithm_config import AlgorithmConfig
 __all__ = ["SACConfig", "parse_ent_coef"]
 
 
-def parse_ent_coef(value: float | str) -> float | str:
+def parse_ent_coef(value: float | str, name: str = "ent_coef") -> float | str:
     """``value`` in the form SB3 takes: a positive float, ``auto`` or ``auto_<initial>``.
 
-    Raises ``ValueError`` naming ``ent_coef`` otherwise, before SB3 would (with an assert or
+    Raises ``ValueError`` naming ``name`` otherwise, before SB3 would (with an assert or
     a bare float() error, deep inside model construction).
     """
     text = str(value).strip()
@@ -26,7 +26,7 @@ def parse_ent_coef(value: float | str) -> float | str:
     except ValueError:
         number = math.nan
     if isinstance(value, bool) or not 0 < number < math.inf:
-        raise ValueError(f"ent_coef must be a positive number, 'auto' or 'auto_<initial value>', "
+        raise ValueError(f"{name} must be a positive number, 'auto' or 'auto_<initial value>', "
                          f"got {value!r}")
     return text if auto else number
 
@@ -72,6 +72,12 @@ class SACConfig(AlgorithmConfig):
             "help": "entropy coefficient: a number, or learned: auto_<initial> (auto "
                     "starts at 1.0)"
         })
+    alpha: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "seed 001's name for a fixed ent_coef (the SAC paper's alpha); set, it "
+                    "becomes ent_coef"
+        })
     target_entropy: float | None = dataclasses.field(
         default=None, metadata={"help": "entropy target of auto ent_coef (None = -action_dim)"})
     qf_net_arch: list[int] = dataclasses.field(
@@ -96,6 +102,13 @@ class SACConfig(AlgorithmConfig):
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size {self.batch_size} exceeds buffer_size "
                              f"{self.buffer_size}")
+        if self.alpha is not None:
+            alpha = parse_ent_coef(self.alpha, "alpha")
+            default = SACConfig.__dataclass_fields__["ent_coef"].default
+            if self.ent_coef not in (default, alpha):
+                raise ValueError(f"alpha={self.alpha!r} and ent_coef={self.ent_coef!r} both set: "
+                                 f"alpha is seed 001's name for ent_coef, give one")
+            self.ent_coef, self.alpha = alpha, None  # one name from here on (and in YAML)
         self.ent_coef = parse_ent_coef(self.ent_coef)
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise ValueError(f"target_entropy must be a finite number or None (= -action_dim), "

@@ -21,10 +21,11 @@ class SACTrainer(Trainer):
 
     SAC squashes its actions with tanh, so the actor's DrivingVLA always has
     ``control_activation="tanh"``: the trainer builds it from a copy of the given model's
-    config with that one field changed (the given model is not modified), and
-    ``save_pretrained`` writes a tanh model whose ``act`` equals SAC's deterministic action.
-    A model given with ``"clip"`` keeps its encoders and trunk exactly, but its control head is
-    read through tanh from then on, so its first actions differ (a warning says so).
+    config with that one field changed, and ``save_pretrained`` writes a tanh model whose
+    ``act`` equals SAC's deterministic action. A model given with ``"clip"`` keeps its
+    encoders and trunk exactly, but its control head is read through tanh from then on, so its
+    first actions differ (a warning says so). After ``train()`` the given model holds the
+    trained actor and is switched to ``"tanh"`` too, the only way its weights act as trained.
     """
 
     algorithm: ClassVar[type[SAC]] = SAC

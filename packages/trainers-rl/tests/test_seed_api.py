@@ -1,0 +1,86 @@
+"""Seed 001's trainer API beside this package's: argument orders, alpha, the caller's model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from carla_env import SimulatorConfig
+from carla_env.embedded import EmbeddedVectorEnv
+from driving_vla import DrivingVLA, DrivingVLAConfig
+from trainers_rl import PPOConfig, PPOTrainer, SACConfig
+from trainers_rl.pipeline import DrivingRunConfig
+from trainyard_core.config import ConfigError, load_config
+
+SMALL: dict[str, Any] = {"num_steps": 32, "batch_size": 32, "num_epochs": 2, "device": "cpu"}
+
+
+def _model() -> DrivingVLA:
+    return DrivingVLA(DrivingVLAConfig(hidden_size=32))
+
+
+def test_both_argument_orders_and_keywords_build_the_same_trainer(tmp_path: Path) -> None:
+    config, model = PPOConfig(**SMALL), _model()
+    env = EmbeddedVectorEnv(2, SimulatorConfig())
+    for trainer in (PPOTrainer(model, env, config), PPOTrainer(config, env, model),
+                    PPOTrainer(config, env=env, model=model,
+                               run_dir=tmp_path), PPOTrainer(model=model, env=env, config=config)):
+        assert trainer.config is config and trainer.target is model
+        assert trainer.uses_driving_vla
+    assert PPOTrainer(config, env, model, tmp_path).run_dir == tmp_path
+
+
+def test_ambiguous_or_wrong_arguments_are_refused_by_name() -> None:
+    env = EmbeddedVectorEnv(2, SimulatorConfig())
+    with pytest.raises(TypeError, match=r"two values for config"):
+        PPOTrainer(PPOConfig(**SMALL), env, config=PPOConfig(**SMALL))
+    with pytest.raises(TypeError, match=r"config must be a PPOConfig, got SACConfig"):
+        PPOTrainer(_model(), env, SACConfig())
+    with pytest.raises(TypeError, match=r"model must be a DrivingVLA, got dict"):
+        PPOTrainer(model={"hidden_size": 32}, env=env)
+
+
+def test_train_save_dir_refused_for_the_mlp_policy(tmp_path: Path) -> None:
+    trainer = PPOTrainer(PPOConfig(**SMALL), EmbeddedVectorEnv(2, SimulatorConfig()))
+    with pytest.raises(TypeError, match=r"save_dir"):
+        trainer.train(64, save_dir=tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_caller_model_is_synced_at_each_checkpoint(tmp_path: Path) -> None:
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = PPOTrainer(model,
+                         EmbeddedVectorEnv(2, SimulatorConfig()),
+                         PPOConfig(checkpoint_every=64, **SMALL),
+                         run_dir=tmp_path)
+    seen: list[bool] = []
+    original = trainer.save_checkpoint
+
+    def spy(path: str | Path) -> Path:
+        saved = original(path)
+        trained = trainer.driving_vla().state_dict()
+        seen.append(all(torch.equal(v, trained[k]) for k, v in model.state_dict().items()))
+        return saved
+
+    trainer.save_checkpoint = spy  # type: ignore[method-assign]
+    trainer.train(128, progress_bar=False, save_dir=tmp_path / "model")
+    assert seen and all(seen)
+    assert not all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    saved = DrivingVLA.from_pretrained(tmp_path / "model").state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_alpha_from_yaml_and_overrides(tmp_path: Path) -> None:
+    yaml = tmp_path / "run.yaml"
+    yaml.write_text("rl:\n  algorithm: sac\n  sac:\n    alpha: 0.2\n")
+    cfg = load_config(DrivingRunConfig, files=[yaml])
+    assert cfg.rl.sac.ent_coef == 0.2 and cfg.rl.sac.alpha is None
+    assert load_config(DrivingRunConfig, overrides=["rl.sac.alpha=1"]).rl.sac.ent_coef == 1.0
+    with pytest.raises(ConfigError, match=r"alpha must be a positive number"):
+        load_config(DrivingRunConfig, overrides=["rl.sac.alpha=-1"])
+    with pytest.raises(ConfigError, match=r"alpha=0.2 and ent_coef=0.3 both set"):
+        load_config(DrivingRunConfig, overrides=["rl.sac.alpha=0.2", "rl.sac.ent_coef=0.3"])
