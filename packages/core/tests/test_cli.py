@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.cli import (
+    add_config_arguments,
+    config_from_args,
+    config_sources,
+    main_guard,
+    parse_args,
+)
 from trainyard_core.config import ConfigError
 
 
@@ -71,3 +77,23 @@ def test_main_guard_turns_config_errors_into_exit_2(capsys: pytest.CaptureFixtur
 
     assert main_guard(main)([]) == 2
     assert "unknown key 'x'" in capsys.readouterr().err
+
+
+def test_a_command_may_resolve_on_another_base(capsys: pytest.CaptureFixture[str]) -> None:
+    # What `trainers-rl train resume=DIR` does: the sources go to the command's resolver,
+    # flags included as key=value in order, and --print-config shows its result.
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def resolve(cls: type[Job], files: list[str], overrides: list[str]) -> Job:
+        seen.append((files, overrides))
+        return Job(backend="saved", batch_size=int(overrides[-1].split("=")[1]))
+
+    parser = argparse.ArgumentParser(prog="job")
+    add_config_arguments(parser, Job)
+    args = parse_args(parser, ["--config", "a.yaml", "--rank", "4", "batch_size=3"])
+    assert config_sources(args) == (["a.yaml"], ["lora_rank=4", "batch_size=3"])
+    assert config_from_args(Job, args, resolve) == Job(backend="saved", batch_size=3)
+    assert seen == [(["a.yaml"], ["lora_rank=4", "batch_size=3"])]
+    with pytest.raises(SystemExit):
+        config_from_args(Job, parse_args(parser, ["--print-config", "batch_size=5"]), resolve)
+    assert "backend: saved" in capsys.readouterr().out

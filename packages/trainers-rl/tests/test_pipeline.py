@@ -12,7 +12,7 @@ import pytest
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA
 from trainers_rl.cli import main
-from trainers_rl.pipeline import DrivingRunConfig
+from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
 from trainyard_core.config import ConfigError, load_config
 
 CONFIG = Path(__file__).parents[3] / "configs" / "train" / "driving.yaml"
@@ -55,15 +55,87 @@ def test_make_train_pipeline_writes_one_complete_run_dir(
     obs, _ = env.reset(seed=7)
     np.testing.assert_array_equal(model.act(obs).numpy(), last.act(obs).numpy())
 
-    # Resume with a larger budget: demonstrations and cloning are kept, RL continues.
+    _resume_is_checked_against_the_run(tmp_path, run_dir, capsys)
+
+    # Resume as `make train ARGS="resume=DIR rl.ppo.total_timesteps=384"` spells it: the run's
+    # own config (TINY is not repeated), a larger budget; demonstrations and cloning are kept.
     demos_mtime = (run_dir / "demos/data.npz").stat().st_mtime_ns
-    more = [a for a in TINY if not a.startswith("rl.ppo.total_timesteps")]
     assert main([
         "train", "--config",
-        str(CONFIG), f"resume={run_dir}", *more, "rl.ppo.total_timesteps=384"
+        str(CONFIG), "--output-dir",
+        str(tmp_path), f"resume={run_dir}", "rl.ppo.total_timesteps=384"
     ]) == 0
     assert (run_dir / "demos/data.npz").stat().st_mtime_ns == demos_mtime
     assert json.loads((run_dir / "summary.json").read_text())["rl"]["total_timesteps"] == 384
+    resumed = load_config(DrivingRunConfig, files=[run_dir / "config.yaml"])
+    assert resumed.rl.ppo.total_timesteps == 384 and resumed.demos.episodes == 16
+    assert resumed.resume == ""  # a copy of config.yaml starts a new run
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _resume_is_checked_against_the_run(tmp_path: Path, run_dir: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """resume=DIR alone resolves to the run's config; what would change the run is refused
+    key by key, and a refused resume leaves every file as it was."""
+    capsys.readouterr()
+    saved = (run_dir / "config.yaml").read_text()
+    copy, other = tmp_path / "same.yaml", tmp_path / "other.yaml"
+    copy.write_text(saved)
+    other.write_text(CONFIG.read_text().replace("scenario: highway", "scenario: night"))
+    before = _snapshot(tmp_path)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"resume={run_dir}", "--print-config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "episodes: 16" in printed and "total_timesteps: 256" in printed
+    started = load_config(DrivingRunConfig,
+                          files=[CONFIG],
+                          overrides=[*TINY, f"output_dir={tmp_path}"])
+    assert load_config(DrivingRunConfig, files=[run_dir / "config.yaml"]) == started
+    # --check: resume alone, then the make spelling (the file the run started from, the runs
+    # folder, threads and logging may differ), then a file equal to the run's config.
+    assert main(["train", "--resume", str(run_dir), "--check"]) == 0
+    assert main([
+        "train", "--config",
+        str(CONFIG), "--output-dir", "elsewhere", f"resume={run_dir}", "torch_threads=2",
+        "--no-tracking.tensorboard", "--check"
+    ]) == 0
+    assert main(["train", "--config", str(copy), f"resume={run_dir}", "--check"]) == 0
+    assert "resume: " in capsys.readouterr().out
+
+    # Overrides that change the run: one line per key, the run's value and the new one.
+    assert main([
+        "train", "--config",
+        str(CONFIG), f"resume={run_dir}", "sim.scenario=urban", "rl.ppo.learning_rate=0.1",
+        "rl.ppo.total_timesteps=128", "rl.ppo.device=auto"
+    ]) == 2
+    err = capsys.readouterr().err
+    assert "4 setting(s) would change the run" in err
+    assert "  sim.scenario: the run has 'highway', given 'urban' (from override " in err
+    assert "  rl.ppo.learning_rate: the run has 3e-05, given 0.1 (from override " in err
+    assert "  rl.ppo.total_timesteps: the run has 256, given 128" in err and "may only grow" in err
+    assert "  rl.ppo.device: the run has 'cpu', given 'auto'" in err
+    # A --config file the run did not start from is layered and checked key by key.
+    assert main(["train", "--config", str(other), f"resume={run_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert f"  sim.scenario: the run has 'highway', given 'night' (from file {str(other)!r})" in err
+    assert f"  demos.episodes: the run has 16, given 512 (from file {str(other)!r})" in err
+    # The Python API is held to the same rule.
+    changed = load_config(DrivingRunConfig,
+                          files=[run_dir / "config.yaml"],
+                          overrides=[f"resume={run_dir}", "bc.epochs=3"])
+    with pytest.raises(ConfigError, match=r"bc\.epochs: the run has 2, given 3"):
+        run_pipeline(changed)
+
+    assert (run_dir / "config.yaml").read_text() == saved
+    assert _snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("override, message", [

@@ -19,7 +19,7 @@ from trainyard_core.config import ConfigError, FieldInfo, iter_fields, load_conf
 
 T = TypeVar("T")
 
-__all__ = ["add_config_arguments", "config_from_args", "main_guard", "parse_args"]
+__all__ = ["add_config_arguments", "config_from_args", "config_sources", "main_guard", "parse_args"]
 
 _OVERRIDES = "_trainyard_overrides"
 
@@ -104,10 +104,25 @@ def parse_args(parser: argparse.ArgumentParser,
     return args
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
-    """Resolve the config a parsed command line describes (see ``add_config_arguments``)."""
-    overrides = list(getattr(args, _OVERRIDES, None) or []) + list(args.overrides)
-    cfg = load_config(cls, files=args.config, overrides=overrides)
+def config_sources(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The YAML files and the ``key=value`` overrides (flags included, in order) of a parsed
+    command line, lowest precedence first."""
+    return list(args.config), list(getattr(args, _OVERRIDES, None) or []) + list(args.overrides)
+
+
+def config_from_args(cls: type[T],
+                     args: argparse.Namespace,
+                     resolve: Callable[[type[T], list[str], list[str]], T] | None = None) -> T:
+    """Resolve the config a parsed command line describes (see ``add_config_arguments``).
+
+    ``resolve(cls, files, overrides)`` replaces plain layering where a command resolves on
+    another base (a resumed run's saved config); ``--print-config`` shows its result.
+    """
+    files, overrides = config_sources(args)
+    if resolve is None:
+        cfg = load_config(cls, files=files, overrides=overrides)
+    else:
+        cfg = resolve(cls, files, overrides)
     if args.print_config:
         sys.stdout.write(to_yaml(cfg))
         raise SystemExit(0)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
+import hashlib
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -28,7 +30,10 @@ from trainyard_core.io import atomic_write_text
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "FieldInfo", "iter_fields", "load_config", "save_config", "to_yaml"]
+__all__ = [
+    "ConfigError", "FieldInfo", "check_resumable", "config_changes", "file_digest", "flatten",
+    "iter_fields", "load_config", "peek_value", "resume_config", "save_config", "to_yaml"
+]
 
 
 class ConfigError(ValueError):
@@ -193,3 +198,135 @@ def to_yaml(cfg: Any) -> str:
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write ``cfg`` as YAML, atomically (a reader never sees half a file)."""
     return atomic_write_text(Path(path), to_yaml(cfg))
+
+
+def flatten(cfg: Any) -> dict[str, Any]:
+    """Every leaf value of a config dataclass instance, by dotted key."""
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                if f.init and not f.name.startswith("_"):
+                    walk(getattr(value, f.name), f"{prefix}{f.name}.")
+        else:
+            out[prefix[:-1]] = value
+
+    walk(cfg, "")
+    return out
+
+
+def config_changes(old: Any, new: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key: (old value, new value)}`` for every leaf where two configs differ."""
+    before, after = flatten(old), flatten(new)
+    return {
+        key: (before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    }
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes: tells whether a config file is the one a run started from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _lookup(data: dict[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def peek_value(cls: type, key: str, files: Iterable[str | Path] = (),
+               overrides: Iterable[str] = ()) -> Any:
+    """The value ``key`` would take from these layers, without building the whole config.
+
+    A command needs one setting (``resume``) to know which base to resolve the rest on; the
+    full config may only be valid on that base.
+    """
+    index = _field_index(cls)
+    sections = _section_keys(cls)
+    value = index[key].default
+    for file in files:
+        found, file_value = _lookup(_load_yaml(Path(file)), key)
+        if found:
+            value = file_value
+    for item in overrides:
+        if item.split("=", 1)[0].strip() == key:
+            value = _parse_override(item, index, sections)[1]
+    return value
+
+
+def _matches(key: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def resume_config(
+    cls: type[T],
+    saved: str | Path,
+    files: Iterable[str | Path] = (),
+    overrides: Iterable[str] = (),
+    free: Iterable[str] = (),
+    grow: Iterable[str] = (),
+    same_as_saved: Iterable[str] = ()
+) -> T:
+    """The config of a run being continued: ``saved`` (its config.yaml) is the base.
+
+    ``files`` and ``overrides`` are layered on it as usual, but may change only keys matching
+    a ``free`` pattern (fnmatch: settings that cannot change the run's results) and raise
+    keys matching a ``grow`` pattern (a larger budget continues the run). Any other difference
+    is refused with one line per key. A file whose sha256 is in ``same_as_saved`` is one the
+    run started from: its values are already in ``saved``, under the run's own overrides, so
+    it is not layered again.
+    """
+    saved = Path(saved)
+    run = load_config(cls, files=[saved])
+    skip = set(same_as_saved)
+    paths = [Path(f) for f in files]
+    layered = [f for f in paths if not (f.is_file() and file_digest(f) in skip)]
+    overrides = list(overrides)
+    new = load_config(cls, files=[saved, *layered], overrides=overrides)
+    sources: dict[str, str] = {}
+    for file in layered:
+        data = _load_yaml(file)
+        for key in flatten(run):
+            if _lookup(data, key)[0]:
+                sources[key] = f"file {str(file)!r}"
+    for item in overrides:
+        sources[item.split("=", 1)[0].strip()] = f"override {item!r}"
+    check_resumable(run, new, saved, free, grow, sources)
+    return new
+
+
+def check_resumable(run: Any,
+                    new: Any,
+                    saved: str | Path,
+                    free: Iterable[str] = (),
+                    grow: Iterable[str] = (),
+                    sources: dict[str, str] | None = None) -> None:
+    """Refuse ``new`` as the continuation of the run whose config is ``run`` (see
+    ``resume_config``), naming each key, the run's value and the new one."""
+    free, grow = tuple(free), tuple(grow)
+    sources = sources or {}
+    lines = []
+    from_file = False
+    for key, (old, value) in config_changes(run, new).items():
+        if _matches(key, free):
+            continue
+        grows = isinstance(old, int | float) and isinstance(value, int | float) and value > old
+        if grows and _matches(key, grow):
+            continue
+        where = f" (from {sources[key]})" if key in sources else ""
+        from_file = from_file or sources.get(key, "").startswith("file ")
+        rule = " (may only grow)" if _matches(key, grow) else ""
+        lines.append(f"  {key}: the run has {old!r}, given {value!r}{where}{rule}")
+    if lines:
+        hint = (" (a config file the run did not start from counts as given settings; that "
+                "config.yaml itself may be given)" if from_file else "")
+        raise ConfigError(
+            f"resume: {len(lines)} setting(s) would change the run whose config is "
+            f"{str(saved)!r}; that file is the base of a resumed run, so give resume alone "
+            f"(or start a new run){hint}:\n" + "\n".join(lines))

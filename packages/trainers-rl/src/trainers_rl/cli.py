@@ -14,11 +14,18 @@ from trainers_rl.demos import DemoConfig, record_demos
 from trainers_rl.envs import require_registered
 from trainers_rl.evaluate_cli import EvaluateConfig, run_evaluate
 from trainers_rl.evaluation import random_policy, run_episodes, summarize
-from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
+from trainers_rl.pipeline import DrivingRunConfig, preflight, resolve_config, run_pipeline
 from trainers_rl.plots import plot_learning_curve
 from trainers_rl.ppo import PPOTrainer
+from trainers_rl.preflight import check_tracking, check_writable, wandb_extra
 from trainers_rl.run_config import PPORunConfig
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.cli import (
+    add_config_arguments,
+    config_from_args,
+    config_sources,
+    main_guard,
+    parse_args,
+)
 from trainyard_core.config import save_config
 from trainyard_core.io import atomic_write_text
 from trainyard_core.table import print_table
@@ -34,7 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record autopilot demonstrations, clone them into DrivingVLA, fine-tune it "
         "with PPO or SAC, evaluate it in closed loop on held-out seeds beside the autopilot and "
         "a random policy, and export it to ONNX and TorchScript, all into one run directory "
-        "(configs/train/driving.yaml is what `make train` runs).")
+        "(configs/train/driving.yaml is what `make train` runs). resume=RUN_DIR alone "
+        "continues a run on its own config.yaml; settings given with it that would change the "
+        "run are refused (name, output_dir, torch_threads and tracking.* may differ; "
+        "rl.ppo/sac.total_timesteps may grow).")
+    _add_check(
+        train, "export (onnx, onnxscript, onnxruntime), the CARLA client for "
+        "sim.backend carla, wandb and its key for tracking.use_wandb, the output directory "
+        "and, with resume, that the config continues the run")
     add_config_arguments(train, DrivingRunConfig)
     ppo = commands.add_parser(
         "ppo",
@@ -42,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train PPO (stable-baselines3) on a Gymnasium environment, evaluate it on "
         "held-out seeds beside a random policy, and write config.yaml, TensorBoard logs, "
         "model.zip, eval.json and learning_curve.png to one run directory.")
+    _add_check(
+        ppo, "the environment id, wandb and its key for tracking.use_wandb, and the "
+        "output directory")
     add_config_arguments(ppo, PPORunConfig)
     demos = commands.add_parser(
         "record-demos",
@@ -64,6 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_check(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--check",
+                        action="store_true",
+                        help=f"resolve the config, check what the run needs ({what}), print "
+                        "the checks and exit 0 without running anything; exit 2 naming the "
+                        "missing piece otherwise. Every run makes these checks first")
+
+
+def _report_checks(checked: list[str]) -> None:
+    for line in checked:
+        print(f"ok  {line}")
+    print("all checks passed; nothing was run (--check)")
+
+
+def ppo_preflight(cfg: PPORunConfig) -> list[str]:
+    """What ``trainers-rl ppo`` checks before any work (see ``trainers_rl.preflight``)."""
+    require_registered(cfg.ppo.env_id)
+    return [
+        f"environment: {cfg.ppo.env_id} is registered",
+        check_writable(cfg.output_dir, "output_dir"),
+        check_tracking(cfg.tracking)
+    ]
+
+
 @dataclasses.dataclass
 class RecordConfig:
     """Where to write demonstrations, how many, from which simulator settings."""
@@ -76,10 +117,10 @@ class RecordConfig:
 
 def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
     """The whole ``ppo`` command; returns the report it writes as eval.json."""
-    require_registered(cfg.ppo.env_id)
+    ppo_preflight(cfg)
     run_dir = make_run_dir(cfg.output_dir, cfg.name)
     save_config(cfg, run_dir / "config.yaml")
-    wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg))
+    wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg), wandb_extra())
     trainer = PPOTrainer(cfg.ppo, run_dir=run_dir)
     trainer.train(tensorboard_dir=run_dir / "tensorboard" if cfg.tracking.tensorboard else None)
 
@@ -117,9 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainers-rl`` command."""
     args = parse_args(build_parser(), argv)
     if args.command == "train":
-        run_pipeline(config_from_args(DrivingRunConfig, args))
+        cfg = config_from_args(DrivingRunConfig, args, resolve_config)
+        if args.check:
+            _report_checks(preflight(cfg))
+        else:
+            run_pipeline(cfg, config_sources(args)[0])
     elif args.command == "ppo":
-        run_ppo(config_from_args(PPORunConfig, args))
+        ppo_cfg = config_from_args(PPORunConfig, args)
+        if args.check:
+            _report_checks(ppo_preflight(ppo_cfg))
+        else:
+            run_ppo(ppo_cfg)
     elif args.command == "record-demos":
         cfg = config_from_args(RecordConfig, args)
         path = record_demos(cfg.sim, cfg.demo, cfg.output)

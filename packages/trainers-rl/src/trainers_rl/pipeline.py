@@ -17,8 +17,10 @@ into one run directory and ends with the closed-loop evaluation table::
 
 Demonstrations and cloning always use the embedded simulator (its autopilot is the expert);
 RL and evaluation use ``sim`` — the embedded backend by default, CARLA servers when
-``sim.backend: carla``. ``--resume RUN_DIR`` skips finished stages and continues RL from its
-last checkpoint.
+``sim.backend: carla``. ``resume=RUN_DIR`` (``--resume``) continues a run on its own
+config.yaml: finished stages are kept and RL continues from its last checkpoint; settings given
+with it may not change the run (``RESUME_FREE``, ``RESUME_GROW`` say what may). ``--check``
+runs only the checks every run starts with (``preflight``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,15 +54,43 @@ from trainers_rl.closed_loop import (
 from trainers_rl.demos import DemoConfig, record_demos
 from trainers_rl.plots import plot_training
 from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.preflight import (
+    EXPORT_EXTRA,
+    carla_extra,
+    check_tracking,
+    check_writable,
+    require_modules,
+    wandb_extra,
+)
 from trainers_rl.run_config import EvalConfig
 from trainers_rl.sac import SACConfig, SACTrainer
 from trainers_rl.trainer import Trainer
-from trainyard_core.config import ConfigError, save_config
+from trainyard_core.config import (
+    ConfigError,
+    check_resumable,
+    file_digest,
+    load_config,
+    peek_value,
+    resume_config,
+    save_config,
+)
 from trainyard_core.io import atomic_write_text
 from trainyard_core.table import print_table
 from trainyard_core.tracking import TrackingConfig, make_run_dir, start_wandb
 
-__all__ = ["DrivingRunConfig", "EvalStageConfig", "RLStageConfig", "run_pipeline"]
+__all__ = [
+    "RESUME_FREE", "RESUME_GROW", "DrivingRunConfig", "EvalStageConfig", "RLStageConfig",
+    "preflight", "resolve_config", "run_pipeline"
+]
+
+RESUME_FREE = ("resume", "name", "output_dir", "torch_threads", "tracking.*")
+"""Settings a resumed run may change: where it is, what it is called, threads and logging.
+
+Device and checkpoint settings are not among them: RL resumes with its checkpoint's own."""
+RESUME_GROW = ("rl.ppo.total_timesteps", "rl.sac.total_timesteps")
+"""Settings a resumed run may raise: a larger budget continues RL to the new total."""
+SOURCES = "config_sources.json"
+"""In a run directory: the config files (path, sha256) and overrides the run started from."""
 
 ALGORITHMS = ("ppo", "sac", "none")
 
@@ -114,7 +145,13 @@ class DrivingRunConfig:
                                             "flags": ("--output-dir",)
                                         })
     resume: str = dataclasses.field(
-        default="", metadata={"help": "a run directory to continue (finished stages are kept)"})
+        default="",
+        metadata={
+            "help": "a run directory to continue on its own config.yaml (finished stages are "
+                    "kept). Other settings given with it must equal the run's, except name, "
+                    "output_dir, torch_threads and tracking.*, and rl.ppo/sac.total_timesteps, "
+                    "which may grow; a --config file the run started from counts as unchanged"
+        })
     sim: SimulatorConfig = dataclasses.field(default_factory=SimulatorConfig)
     demos: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     bc: BCConfig = dataclasses.field(default_factory=BCConfig)
@@ -168,37 +205,103 @@ def _stage(name: str, timings: dict[str, float]) -> Any:
     return timer()
 
 
-def _run_dir(cfg: DrivingRunConfig) -> Path:
-    if not cfg.resume:
-        return make_run_dir(cfg.output_dir, cfg.name)
-    run_dir = Path(cfg.resume)
+def _resume_dir(resume: str | Path) -> Path:
+    run_dir = Path(resume)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"resume: {str(run_dir)!r} is not a run directory of "
                           "`trainers-rl train` (no config.yaml)")
     return run_dir
 
 
-def run_pipeline(cfg: DrivingRunConfig) -> dict[str, Any]:
-    """Run every stage (skipping finished ones when resuming); returns summary.json."""
-    if cfg.export:
-        import importlib.util
+def _started_from(run_dir: Path) -> list[str]:
+    """sha256 of the config files the run started from (none for runs older than the record)."""
+    path = run_dir / SOURCES
+    if not path.is_file():
+        return []
+    try:
+        return [f["sha256"] for f in json.loads(path.read_text())["files"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"resume: {str(path)!r} is not a record of config sources "
+                          f"({exc})") from exc
 
-        missing = [m for m in ("onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ConfigError(f"export: true needs {', '.join(missing)} (pip install "
-                              "'trainyard-trainers-rl[export]'), or set export: false")
-    run_dir = _run_dir(cfg)
+
+def resolve_config(cls: type[DrivingRunConfig], files: list[str],
+                   overrides: list[str]) -> DrivingRunConfig:
+    """The config a ``train`` command line describes: with ``resume``, the run's config.yaml
+    is the base and the files and overrides given may not change the run (``resume_config``)."""
+    resume = peek_value(cls, "resume", files, overrides)
+    if not resume:
+        return load_config(cls, files=files, overrides=overrides)
+    run_dir = _resume_dir(resume)
+    return resume_config(cls,
+                         run_dir / "config.yaml",
+                         files,
+                         overrides,
+                         free=RESUME_FREE,
+                         grow=RESUME_GROW,
+                         same_as_saved=_started_from(run_dir))
+
+
+def preflight(cfg: DrivingRunConfig) -> list[str]:
+    """Check everything the run needs, before any work and without writing; returns what
+    was checked, one line each. Raises ``ConfigError`` naming the first missing piece."""
+    checked = []
+    if cfg.resume:
+        run_dir = _resume_dir(cfg.resume)
+        saved = run_dir / "config.yaml"
+        check_resumable(load_config(DrivingRunConfig, files=[saved]), cfg, saved, RESUME_FREE,
+                        RESUME_GROW)
+        checked.append(f"resume: {run_dir} is a run directory, the config continues it")
+        checked.append(check_writable(run_dir, "run directory"))
+    else:
+        checked.append(check_writable(cfg.output_dir, "output_dir"))
+    if cfg.export:
+        versions = require_modules(("onnx", "onnxscript", "onnxruntime"),
+                                   EXPORT_EXTRA,
+                                   "export: true",
+                                   instead="set export=false")
+        checked.append(f"export: {versions}")
+    else:
+        checked.append("export: off (export false)")
+    if cfg.sim.backend == "carla":
+        version = require_modules(("carla",), carla_extra(), "sim.backend carla")
+        checked.append(f"CARLA client: {version} (servers are reached when RL starts)")
+    else:
+        checked.append(f"CARLA client: not needed (sim.backend {cfg.sim.backend})")
+    checked.append(check_tracking(cfg.tracking))
+    return checked
+
+
+def _record_sources(run_dir: Path, config_files: Sequence[str | Path]) -> None:
+    files = [{"path": str(f), "sha256": file_digest(f)} for f in config_files]
+    atomic_write_text(run_dir / SOURCES, json.dumps({"files": files}, indent=2) + "\n")
+
+
+def run_pipeline(cfg: DrivingRunConfig, config_files: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Run every stage (skipping finished ones when resuming); returns summary.json.
+
+    ``config_files`` are the YAML files ``cfg`` was resolved from: a new run records their
+    sha256, so resuming with the same ``--config`` (as ``make train`` passes) is no change.
+    Nothing is written before ``preflight`` has passed.
+    """
+    preflight(cfg)
+    if cfg.resume:
+        run_dir = _resume_dir(cfg.resume)
+    else:
+        run_dir = make_run_dir(cfg.output_dir, cfg.name)
+        _record_sources(run_dir, config_files)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    save_config(cfg, run_dir / "config.yaml")
-    wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg))
+    # The saved config is the run's, not this invocation's: a copy starts a new run.
+    save_config(dataclasses.replace(cfg, resume=""), run_dir / "config.yaml")
+    wandb_run = start_wandb(cfg.tracking, run_dir, dataclasses.asdict(cfg), wandb_extra())
     timings: dict[str, float] = {}
     total_start = time.perf_counter()
 
     demos_dir = run_dir / "demos"
     if not (demos_dir / "meta.json").is_file():
         with _stage("demonstrations", timings):
-            demo_sim = dataclasses.replace(cfg.sim, backend="embedded")
+            demo_sim = cfg.sim.as_embedded()
             record_demos(demo_sim, cfg.demos, demos_dir)
 
     bc_dir = run_dir / "bc"
@@ -273,7 +376,7 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
             was_training = model.training
             model.eval()
             # Always on the embedded simulator: cheap, and CARLA servers are busy training.
-            sim = dataclasses.replace(cfg.sim, backend="embedded")
+            sim = cfg.sim.as_embedded()
             result = evaluate_closed_loop(sim, model_policy(model), cfg.rl.eval_episodes,
                                           cfg.rl.eval_seed)
             model.train(was_training)
@@ -358,7 +461,7 @@ def _export(model: DrivingVLA, out: Path, sim: SimulatorConfig) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, out / "model.onnx")
     script_path = export_torchscript(model, out / "model.pt")
-    env = EmbeddedVectorEnv(8, dataclasses.replace(sim, backend="embedded"))
+    env = EmbeddedVectorEnv(8, sim.as_embedded())
     obs, _ = env.reset(seed=0)
     inputs = [torch.as_tensor(obs[k]) for k in model.config.observation_keys]
     with torch.no_grad():
