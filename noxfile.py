@@ -19,7 +19,7 @@ PACKAGES = [
 ]
 # Optional extras the tests exercise (the carla client is tested without a server).
 EXTRAS = {
-    "core": "[tensorboard]",
+    "core": "[tensorboard,wandb]",
     "carla-env": "[carla]",
     "driving-vla": "[export,gguf]",
     "trainers-rl": "[export]",
@@ -116,3 +116,14 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "benchmarks").glob("*.py"))
     for script in scripts:
         session.run("python", script)
+
+
+@nox.session(python="3.11", default=False)
+def images(session: nox.Session) -> None:
+    """Build the base and every image, then check each runs its compose services' commands.
+
+    docker where `docker info` answers, else buildah on a stand-in CUDA base (ci/images.py).
+    Arguments after `--` go to ci/images.py (--only, --dockerfile IMAGE=PATH, --skip-build).
+    """
+    install(session, "-r", DEV_REQUIREMENTS)  # docker-compose reads the services
+    session.run("python", "ci/images.py", *session.posargs)

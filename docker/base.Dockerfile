@@ -6,7 +6,7 @@
 #
 # Behind a TLS-intercepting proxy, pass its CA as a build secret:
 #   --secret id=ca,src=/path/to/ca.pem
-ARG CUDA_IMAGE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04
+ARG CUDA_IMAGE=nvidia/cuda:13.0.3-cudnn-runtime-ubuntu24.04
 
 # ---- builder: compilers live here only --------------------------------------------------
 FROM ${CUDA_IMAGE} AS builder

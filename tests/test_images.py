@@ -1,6 +1,9 @@
-"""Built images (after `make docker-build`): non-root, CLIs work, servers report health.
+"""Built images (after `make docker-build` or `nox -s images`): non-root, CLIs work, servers
+report health.
 
-Marked `docker`: the self-hosted GPU workflow runs them (ci/gpu.sh); they need an engine.
+Marked `docker`: the self-hosted GPU workflow runs them (ci/gpu.sh, after `nox -s images`
+built the images on the real CUDA base); they need an engine. Without one, `nox -s images`
+checks the same and more (every compose service's command) with buildah.
 """
 
 from __future__ import annotations
