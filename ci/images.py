@@ -116,19 +116,24 @@ SERVICE_SMOKES: dict[str, ServiceSmoke] = {
                       env=(("WANDB_MODE", "offline"),)),
             )),
     "train-carla":
-        ServiceSmoke(("trainers-rl", "train"), (
-            Smoke(("trainers-rl", "train", "--config", "configs/train/driving_carla.yaml",
-                   "--check")),
-            Smoke(("carla-env", "check", "--carla-host", "127.0.0.1", "--carla-port", CLOSED_PORT,
-                   "--carla-timeout", "2"),
-                  succeed=False,
-                  match=r"no CARLA server answered"),
-        )),
+        ServiceSmoke(
+            ("trainers-rl", "train"),
+            (
+                Smoke(("trainers-rl", "train", "--config", "configs/train/driving_carla.yaml",
+                       "rl.ppo.num_envs=1", "--check")),  # as compose runs it: one server
+                Smoke(("carla-env", "check", "--carla-host", "127.0.0.1", "--carla-port",
+                       CLOSED_PORT, "--carla-timeout", "2"),
+                      succeed=False,
+                      match=r"no CARLA server answered"),
+            )),
     "evaluation":
-        ServiceSmoke(("trainers-rl", "evaluate"), (Smoke(
-            ("trainers-rl", "evaluate", "--episodes", "1", "--video", "none", "--output-dir",
-             "/tmp/eval"),
-            timeout=600),)),
+        ServiceSmoke(
+            ("trainers-rl", "evaluate"),
+            (
+                Smoke(
+                    ("trainers-rl", "evaluate", "--episodes", "1", "--video", "none",
+                     "--output-dir", "eval-smoke"),  # under the image's WORKDIR, /workspace
+                    timeout=600),)),
     "tensorboard":
         ServiceSmoke(("tensorboard",), (Smoke(("tensorboard", "--version")),)),
     "env-server":
