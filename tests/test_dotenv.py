@@ -56,8 +56,9 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _make(project: Path, *args: str, **env: str) -> list[tuple[list[str], dict[str, str]]]:
-    """Run make; return each docker call it made as (arguments, environment)."""
+def _run_make(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """make in ``project`` with the recording docker first on PATH and none of the settings
+    under test inherited from this process's environment (only ``env`` sets them)."""
     full_env = {
         key: value for key, value in os.environ.items() if key not in
         {"IMAGE_PREFIX", "TAG", "ENV", "ENV_PORT", "MAX_ROUND", "MODEL", "USER_UID", "USER_GID"}
@@ -65,13 +66,18 @@ def _make(project: Path, *args: str, **env: str) -> list[tuple[list[str], dict[s
     full_env.update(PATH=f"{project / 'bin'}{os.pathsep}{os.environ['PATH']}",
                     DOCKER_LOG=str(project / "log"),
                     **env)
-    result = subprocess.run(["make", "--no-print-directory", *args],
-                            cwd=project,
-                            env=full_env,
-                            capture_output=True,
-                            text=True,
-                            timeout=60,
-                            check=False)
+    return subprocess.run(["make", "--no-print-directory", *args],
+                          cwd=project,
+                          env=full_env,
+                          capture_output=True,
+                          text=True,
+                          timeout=60,
+                          check=False)
+
+
+def _make(project: Path, *args: str, **env: str) -> list[tuple[list[str], dict[str, str]]]:
+    """Run make; return each docker call it made as (arguments, environment)."""
+    result = _run_make(project, *args, **env)
     assert result.returncode == 0, result.stderr
     calls = []
     for record in sorted((project / "log").iterdir(), key=lambda p: int(p.name)):
@@ -154,20 +160,7 @@ def test_without_env_file_the_seed_defaults_apply(project: Path) -> None:
 
 def test_env_file_naming_no_family_stops_make_naming_it(project: Path) -> None:
     (project / ".env").write_text("ENV=chess\n")
-    result = subprocess.run(
-        ["make", "--no-print-directory", "docker-env"],
-        cwd=project,
-        env={
-            **{
-                k: v for k, v in os.environ.items() if k != "ENV"
-            },
-            "PATH": f"{project / 'bin'}{os.pathsep}{os.environ['PATH']}",
-            "DOCKER_LOG": str(project / "log"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False)
+    result = _run_make(project, "docker-env")
     assert result.returncode == 2
     assert "ENV=chess in .env is not an environment family" in result.stderr
     # only `docker info` (the engine check) ran, no compose
