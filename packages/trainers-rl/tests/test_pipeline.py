@@ -12,6 +12,7 @@ import pytest
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA
 from trainers_rl.cli import main
+from trainers_rl.closed_loop import evaluate_policies, model_policy
 from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
 from trainyard_core.config import ConfigError, load_config
 
@@ -54,6 +55,15 @@ def test_make_train_pipeline_writes_one_complete_run_dir(
     env = EmbeddedVectorEnv(5, load_config(DrivingRunConfig, files=[CONFIG]).sim)
     obs, _ = env.reset(seed=7)
     np.testing.assert_array_equal(model.act(obs).numpy(), last.act(obs).numpy())
+
+    # The "bc" row is the cloned policy as saved in bc/, not the fine-tuned one (the trainer
+    # updates the model it is given in place).
+    cloned = DrivingVLA.from_pretrained(run_dir / "bc/model").eval()
+    assert not np.array_equal(cloned.act(obs).numpy(), model.act(obs).numpy())
+    cfg = load_config(DrivingRunConfig, files=[run_dir / "config.yaml"])
+    (bc_row,) = evaluate_policies(cfg.sim, {"bc": model_policy(cloned)}, cfg.eval.episodes,
+                                  cfg.eval.seed)
+    assert bc_row == summary["eval"][1]
 
     _resume_is_checked_against_the_run(tmp_path, run_dir, capsys)
 

@@ -319,7 +319,9 @@ def run_pipeline(cfg: DrivingRunConfig, config_files: Sequence[str | Path] = ())
     final = bc_model
     if cfg.rl.algorithm != "none":
         with _stage(f"RL fine-tuning ({cfg.rl.algorithm.upper()})", timings):
-            trainer = _train_rl(cfg, run_dir / "rl", bc_model)
+            # A copy of its own: the trainer writes the trained weights back into the model it
+            # is given, and the "bc" rows must stay the cloned policy.
+            trainer = _train_rl(cfg, run_dir / "rl", DrivingVLA.from_pretrained(bc_dir / "model"))
         report["rl"] = {
             "algorithm": cfg.rl.algorithm,
             "total_timesteps": int(trainer.model.num_timesteps),
