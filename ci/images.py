@@ -28,6 +28,7 @@ Exits 1 when any check fails, after a summary table (build time, size, each chec
 
 from __future__ import annotations
 
+import abc
 import argparse
 import dataclasses
 import gzip
@@ -397,26 +398,31 @@ def pip_cert() -> str | None:
     return cert if cert and Path(cert).is_file() else None
 
 
-class Engine:
-    """Build, inspect and run images with one engine."""
+class Engine(abc.ABC):
+    """Build, inspect and run images with one engine (docker or buildah)."""
 
     name = ""
 
+    @abc.abstractmethod
     def build(self, dockerfile: Path, ref: str, args: dict[str, str], log: Path) -> None:
-        raise NotImplementedError
+        """Build ``dockerfile`` as ``ref`` with these build args, output to ``log``."""
 
+    @abc.abstractmethod
     def exists(self, ref: str) -> bool:
-        raise NotImplementedError
+        """Whether ``ref`` is in this engine's image store."""
 
+    @abc.abstractmethod
     def inspect(self, ref: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The engine's inspect record of ``ref``."""
 
+    @abc.abstractmethod
     def size(self, ref: str) -> int | None:
-        raise NotImplementedError
+        """``ref``'s size in bytes (None when the engine does not say)."""
 
+    @abc.abstractmethod
     def run(self, ref: str, argv: Sequence[str], env: dict[str, str],
             mounts: Sequence[tuple[Path, str]], timeout: float) -> Ran:
-        raise NotImplementedError
+        """Run ``argv`` in a throwaway container of ``ref`` with these mounts (host, target)."""
 
     def _build_cmd(self, base: list[str], dockerfile: Path, ref: str, args: dict[str, str]) -> list:
         cmd = [*base, "-f", str(dockerfile), "-t", ref]
