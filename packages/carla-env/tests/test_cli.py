@@ -39,14 +39,28 @@ def test_bad_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str]) -
     assert "backend must be one of" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "named"), [
+    (["baselines", "--episodes", "0"], "--episodes must be >= 1, got 0"),
+    (["baselines", "--video", "episode.avi"], "--video 'episode.avi' must end in .gif or .mp4"),
+])
+def test_bad_baselines_arguments_are_refused_before_driving(capsys: pytest.CaptureFixture[str],
+                                                            argv: list[str], named: str) -> None:
+    # Before the change, --episodes 0 ended in a traceback and a bad suffix after every episode.
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"error: {named}\n"
+
+
 def test_check_without_server_names_address_and_remedy(capsys: pytest.CaptureFixture[str],
                                                        free_port: int) -> None:
     port = free_port
     assert main(["check", "--carla-host", "127.0.0.1", f"carla_port={port}",
                  "carla_timeout=1"]) == 1
-    out = capsys.readouterr().out
-    assert f"127.0.0.1:{port}" in out
-    assert "make carla-up" in out
+    out, err = capsys.readouterr()
+    # One line on stderr like every error; exit 1, not 2: the input was valid.
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1
+    assert f"127.0.0.1:{port}" in err
+    assert "make carla-up" in err
 
 
 @pytest.mark.carla

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from trainyard_core.cli import (
+    CommandError,
     add_config_arguments,
     config_from_args,
     config_sources,
     main_guard,
+    one_line_errors,
     parse_args,
 )
 from trainyard_core.config import ConfigError
@@ -67,7 +69,30 @@ def test_stray_word_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as exit_info:
         _parse(["oops"])
     assert exit_info.value.code == 2
-    assert "oops" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: job: unrecognized arguments: oops (expected --flags or key=value overrides) "
+        "(see `job --help`)\n")
+
+
+def test_usage_errors_of_subcommands_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse would print the whole usage first: for a config dataclass, dozens of flags.
+    parser = argparse.ArgumentParser(prog="tool")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_config_arguments(commands.add_parser("run"), Job)
+    commands.add_parser("show").add_argument("--count", type=int)
+    cases = {
+        ("run", "--batch-size"): "error: tool run: argument --batch-size: expected one argument "
+                                 "(see `tool run --help`)\n",
+        ("show", "--count", "x"): "error: tool show: argument --count: invalid int value: 'x' "
+                                  "(see `tool show --help`)\n",
+        ("nope",): "error: tool: argument command: invalid choice: 'nope' (choose from 'run', "
+                   "'show') (see `tool --help`)\n",
+    }
+    for argv, line in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            one_line_errors(parser).parse_args(argv)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr() == ("", line)
 
 
 def test_main_guard_turns_config_errors_into_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,6 +102,16 @@ def test_main_guard_turns_config_errors_into_exit_2(capsys: pytest.CaptureFixtur
 
     assert main_guard(main)([]) == 2
     assert "unknown key 'x'" in capsys.readouterr().err
+
+
+def test_main_guard_turns_command_errors_into_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+
+    def main(argv: list[str] | None) -> int:
+        print("checking")
+        raise CommandError("no server answered at 127.0.0.1:1")
+
+    assert main_guard(main)([]) == 1
+    assert capsys.readouterr() == ("checking\n", "error: no server answered at 127.0.0.1:1\n")
 
 
 def test_a_command_may_resolve_on_another_base(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from carla_env import SimulatorConfig
+from carla_env.contract import action_space, observation_space
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from driving_vla.export import example_inputs
 
@@ -34,6 +36,21 @@ def test_outputs_have_contract_shapes_and_bounds(keys: list[str]) -> None:
     assert out.value.shape == (4,)
     assert torch.all((out.controls[:, [0, 2]] >= 0) & (out.controls[:, [0, 2]] <= 1))
     assert torch.all(out.controls[:, 1].abs() <= 1)
+
+
+def test_default_sizes_read_the_contracts_observations_into_its_action_box() -> None:
+    # The defaults come from carla_env's contract: a default model takes a sample of the
+    # contract's observation space as it is, and its controls lie in the action space.
+    keys = ["camera", "state", "neighbors"]
+    space = observation_space(SimulatorConfig(observation_keys=keys))
+    space.seed(0)
+    observations = [space.sample() for _ in range(8)]
+    batch = {k: np.stack([o[k] for o in observations]) for k in keys}
+    for activation in ("clip", "tanh"):
+        model = DrivingVLA(DrivingVLAConfig(observation_keys=keys, control_activation=activation))
+        controls = model.act(batch).numpy()
+        assert controls.shape == (8, *action_space().shape)
+        assert all(action_space().contains(c) for c in controls), controls
 
 
 def test_tanh_controls_are_sacs_squashed_action_rescaled_to_the_box() -> None:

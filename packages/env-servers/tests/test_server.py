@@ -85,5 +85,18 @@ def test_unknown_family_names_the_known_ones() -> None:
 def test_check_without_server_names_url(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["check", "--url", url, "--wait", "1"]) == 1
-    out = capsys.readouterr().out
-    assert url in out and "env-servers serve" in out
+    out, err = capsys.readouterr()
+    # One line on stderr like every error; exit 1 (a health check's "unhealthy"), not 2.
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1
+    assert url in err and "env-servers serve" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--url", "localhost:36001"], "--url 'localhost:36001' is not a server URL (expected http"),
+    (["--wait", "-1"], "--wait must be >= 0 seconds, got -1.0"),
+])
+def test_bad_check_arguments_exit_2_without_polling(capsys: pytest.CaptureFixture[str],
+                                                    args: list[str], message: str) -> None:
+    assert main(["check", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1

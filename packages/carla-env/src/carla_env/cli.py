@@ -1,14 +1,27 @@
-"""``carla-env``: inspect a simulator config and check a CARLA server."""
+"""``carla-env``: inspect a simulator config and check a CARLA server.
+
+Errors go through ``trainyard_core.cli.main_guard``: one line on stderr, exit 2 for bad
+input, 1 when no CARLA server answers.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from carla_env.carla_client import CarlaConnectionError, server_version
 from carla_env.config import SimulatorConfig
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
-from trainyard_core.config import to_yaml
+from trainyard_core.cli import (
+    CommandError,
+    add_config_arguments,
+    config_from_args,
+    main_guard,
+    parse_args,
+)
+from trainyard_core.config import ConfigError, to_yaml
+
+VIDEO_SUFFIXES = (".gif", ".mp4")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the embedded simulator's expert autopilot and a random policy on the "
         "same seeded episodes and print route completion, collisions and off-road rates.")
     add_config_arguments(baseline, SimulatorConfig)
-    baseline.add_argument("--episodes", type=int, default=100)
+    baseline.add_argument("--episodes", type=int, default=100, help="seeded episodes (>= 1)")
     baseline.add_argument("--video",
                           default=None,
                           help="also save one autopilot episode (.gif/.mp4)")
@@ -46,12 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.command == "baselines":
+        # Checked before any episode runs, not after minutes of driving.
+        if args.episodes < 1:
+            raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+        if args.video and Path(args.video).suffix.lower() not in VIDEO_SUFFIXES:
+            raise ConfigError(f"--video {args.video!r} must end in "
+                              f"{' or '.join(VIDEO_SUFFIXES)}")
         return _baselines(cfg, args.episodes, args.video)
     try:
         client_version, server = server_version(cfg.carla_host, cfg.carla_port, cfg.carla_timeout)
     except CarlaConnectionError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise CommandError(str(exc)) from exc
     print(f"CARLA server {server} at {cfg.carla_host}:{cfg.carla_port} (client {client_version})")
     return 0
 

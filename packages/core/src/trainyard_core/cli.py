@@ -5,6 +5,10 @@ A command accepts ``--config FILE`` (repeatable), one ``--flag`` per config fiel
 Hydra-style overrides (``algorithm.adv_estimator=grpo``) reach the same dataclass. Flags are
 the field's dotted key with ``_`` written ``-`` (``--optim.lr``, ``--batch-size``), plus any
 aliases a field declares in ``metadata={"flags": (...)}``.
+
+Every error ends the same way, one line on stderr starting ``error:``: bad input (a usage
+error, a bad config value, a missing file) exits 2; a command that was asked something valid
+and could not do it (``CommandError``: no server answered) exits 1, as health checks expect.
 """
 
 from __future__ import annotations
@@ -13,15 +17,39 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from trainyard_core.config import ConfigError, FieldInfo, iter_fields, load_config, to_yaml
 
 T = TypeVar("T")
 
-__all__ = ["add_config_arguments", "config_from_args", "config_sources", "main_guard", "parse_args"]
+__all__ = [
+    "CommandError", "add_config_arguments", "config_from_args", "config_sources", "main_guard",
+    "one_line_errors", "parse_args"
+]
 
 _OVERRIDES = "_trainyard_overrides"
+
+
+class CommandError(Exception):
+    """The input was valid but the command could not do its job (a server that does not
+    answer); ``main_guard`` prints it as one line on stderr and exits 1."""
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``parser`` and its subcommands report a usage error as one line on stderr naming
+    the command (exit 2), as ``main_guard`` reports bad input, instead of argparse's usage
+    block (which buries the error under every flag of a config dataclass)."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"error: {parser.prog}: {message} (see `{parser.prog} --help`)\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:  # argparse keeps subcommands' parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                one_line_errors(sub)
+    return parser
 
 
 class _Override(argparse.Action):
@@ -94,8 +122,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def parse_args(parser: argparse.ArgumentParser,
                argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``argv``; bare ``key=value`` words anywhere become ``args.overrides``."""
-    args, extra = parser.parse_known_args(argv)
+    """Parse ``argv``; bare ``key=value`` words anywhere become ``args.overrides``; a usage
+    error is one line (``one_line_errors``)."""
+    args, extra = one_line_errors(parser).parse_known_args(argv)
     bad = [word for word in extra if word.startswith("-") or "=" not in word]
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)} "
@@ -130,7 +159,8 @@ def config_from_args(cls: type[T],
 
 
 def main_guard(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int]:
-    """Wrap a CLI ``main`` so bad input ends in one clear line and exit status 2."""
+    """Wrap a CLI ``main`` so an error ends in one clear line on stderr: exit status 2 for
+    bad input, 1 for a ``CommandError``."""
 
     def wrapped(argv: Sequence[str] | None = None) -> int:
         try:
@@ -138,6 +168,9 @@ def main_guard(main: Callable[[Sequence[str] | None], int | None]) -> Callable[.
         except (ConfigError, FileNotFoundError, FileExistsError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except CommandError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from driving_vla.configuration_driving_vla import DrivingVLAConfig
-from trainyard_core.cli import main_guard
+from trainyard_core.cli import main_guard, one_line_errors
 from trainyard_core.config import ConfigError
 from trainyard_core.table import print_table
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 @main_guard
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``driving-vla`` command."""
-    args = build_parser().parse_args(argv)
+    args = one_line_errors(build_parser()).parse_args(argv)
     if args.command == "export":
         return _export(args.path, args.format, args.output)
     config_file = args.path / "config.json"

@@ -2,20 +2,27 @@
 
 It is a ``transformers.PretrainedConfig`` so that checkpoints follow the Hugging Face contract
 (``save_pretrained`` / ``from_pretrained`` / the Hub) that everything downstream expects.
-The observation sizes default to ``carla_env``'s contract (16 state features, 8 neighbours of
-7 features, 64x64 camera).
+The observation sizes and the action default to ``carla_env``'s contract (its state and
+neighbour features, ``SimulatorConfig``'s neighbour count and camera size, throttle, steer and
+brake), read from it rather than copied, so a change there reaches the model's defaults.
+A saved config.json keeps its own sizes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from transformers import PretrainedConfig
 
+from carla_env.config import OBSERVATION_KEYS, SimulatorConfig
+from carla_env.contract import ACTION_NAMES, NEIGHBOR_FEATURES, STATE_FEATURES
+
 __all__ = ["CONTROL_ACTIVATIONS", "OBSERVATION_KEYS", "DrivingVLAConfig"]
 
-OBSERVATION_KEYS = ("camera", "state", "neighbors")
+# Field defaults, not SimulatorConfig(): building one reads CARLA_HOST/CARLA_PORT.
+_SIM: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SimulatorConfig)}
 CONTROL_ACTIVATIONS = ("clip", "tanh")
 _POSITIVE = ("num_cameras", "image_size", "action_dim", "trajectory_length", "hidden_size",
              "state_dim", "neighbor_dim", "instruction_dim")
@@ -28,7 +35,7 @@ class DrivingVLAConfig(PretrainedConfig):
         observation_keys: which of camera, state, neighbors the model reads.
         num_cameras: camera images stacked on the channel axis.
         image_size: square camera resolution.
-        action_dim: 3 (throttle, steer, brake).
+        action_dim: the contract's action size, 3 (throttle, steer, brake).
         trajectory_length: future waypoints the waypoint head predicts.
         hidden_size: width of the fused features.
         state_dim, num_neighbors, neighbor_dim: sizes of the state and neighbours inputs.
@@ -51,13 +58,13 @@ class DrivingVLAConfig(PretrainedConfig):
     def __init__(self,
                  observation_keys: Sequence[str] = ("state", "neighbors"),
                  num_cameras: int = 1,
-                 image_size: int = 64,
-                 action_dim: int = 3,
+                 image_size: int = _SIM["image_height"],
+                 action_dim: int = len(ACTION_NAMES),
                  trajectory_length: int = 10,
                  hidden_size: int = 256,
-                 state_dim: int = 16,
-                 num_neighbors: int = 8,
-                 neighbor_dim: int = 7,
+                 state_dim: int = len(STATE_FEATURES),
+                 num_neighbors: int = _SIM["neighbors"],
+                 neighbor_dim: int = len(NEIGHBOR_FEATURES),
                  cnn_channels: list[int] | tuple[int, ...] = (32, 64, 64),
                  language_model: str | None = None,
                  language_model_file: str | None = None,
@@ -91,9 +98,9 @@ class DrivingVLAConfig(PretrainedConfig):
                     f"DrivingVLAConfig.{name} must be a positive integer, got {value!r}")
         if self.num_neighbors < 0:
             raise ValueError(f"DrivingVLAConfig.num_neighbors must be >= 0, got {num_neighbors!r}")
-        if action_dim != 3:
-            raise ValueError(f"DrivingVLAConfig.action_dim must be 3 (throttle, steer, brake), "
-                             f"got {action_dim}")
+        if action_dim != len(ACTION_NAMES):
+            raise ValueError(f"DrivingVLAConfig.action_dim must be {len(ACTION_NAMES)} "
+                             f"({', '.join(ACTION_NAMES)}), got {action_dim}")
         unknown = [k for k in self.observation_keys if k not in OBSERVATION_KEYS]
         if unknown or not self.observation_keys:
             raise ValueError(f"DrivingVLAConfig.observation_keys must be a non-empty subset of "

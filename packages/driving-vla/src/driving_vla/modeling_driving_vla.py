@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from carla_env.contract import action_space
 from driving_vla.configuration_driving_vla import DrivingVLAConfig
 
 __all__ = ["DrivingVLA", "DrivingVLAOutput"]
@@ -34,8 +35,9 @@ class DrivingVLAOutput:
     features: torch.Tensor  # (B, hidden_size) fused features
 
 
-_LOW = (0.0, -1.0, 0.0)
-_HIGH = (1.0, 1.0, 1.0)
+_BOX = action_space()
+_LOW = tuple(float(x) for x in _BOX.low)  # the contract's action box: throttle, steer, brake
+_HIGH = tuple(float(x) for x in _BOX.high)
 
 
 def clip_controls(mean: torch.Tensor) -> torch.Tensor:

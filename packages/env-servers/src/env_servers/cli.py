@@ -1,17 +1,29 @@
-"""``env-servers``: run an environment server, or check that one answers."""
+"""``env-servers``: run an environment server, or check that one answers.
+
+Errors go through ``trainyard_core.cli.main_guard``: one line on stderr, exit 2 for bad
+input, 1 when no server answers (as a health check reports "unhealthy").
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
 
 from env_servers.app import create_app
 from env_servers.settings import DEFAULT_PORT, ServeConfig
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.cli import (
+    CommandError,
+    add_config_arguments,
+    config_from_args,
+    main_guard,
+    parse_args,
+)
+from trainyard_core.config import ConfigError
 
 __all__ = ["DEFAULT_PORT", "ServeConfig", "build_parser", "check_health", "main", "serve"]
 
@@ -30,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="check that a server answers GET /health",
                                 description="Poll URL/health until it answers 200 or --wait "
                                 "seconds pass; exit 1 if it never does.")
-    check.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="server URL")
-    check.add_argument("--wait", type=float, default=0.0, help="seconds to keep retrying")
+    check.add_argument("--url",
+                       default=f"http://127.0.0.1:{DEFAULT_PORT}",
+                       help="server URL (http:// or https://)")
+    check.add_argument("--wait", type=float, default=0.0, help="seconds to keep retrying (>= 0)")
     return parser
 
 
@@ -61,14 +75,26 @@ def serve(cfg: ServeConfig) -> None:
                 access_log=cfg.access_log)
 
 
+def _check_arguments(url: str, wait: float) -> None:
+    """Refuse what no server could answer, rather than report it as a server that does not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"--url {url!r} is not a server URL (expected http://HOST:PORT)")
+    if not wait >= 0:  # also NaN
+        raise ConfigError(f"--wait must be >= 0 seconds, got {wait}")
+
+
 @main_guard
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``env-servers`` command."""
     args = parse_args(build_parser(), argv)
     if args.command == "check":
+        _check_arguments(args.url, args.wait)
         problem = check_health(args.url, args.wait)
-        print(f"error: {problem}" if problem else f"{args.url}: healthy")
-        return 1 if problem else 0
+        if problem:
+            raise CommandError(problem)
+        print(f"{args.url}: healthy")
+        return 0
     serve(config_from_args(ServeConfig, args))
     return 0
 

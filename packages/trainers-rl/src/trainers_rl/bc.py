@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from trainers_rl.demos import load_demos
 from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
-from trainyard_core.io import atomic_write_text
+from trainyard_core.io import atomic_directory, atomic_write_text
 
 __all__ = ["BCConfig", "train_bc"]
 
@@ -132,7 +132,10 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
     report = {"losses": losses, "samples": samples, "world_size": world}
     if rank == 0:
         out_dir = Path(cfg.output_dir)
-        model.save_pretrained(out_dir / "model")
+        # transformers writes config.json before the weights: written in place, a run killed
+        # in between leaves a directory that looks like a model. The report comes last.
+        with atomic_directory(out_dir / "model", overwrite=True) as tmp:
+            model.save_pretrained(tmp)
         atomic_write_text(out_dir / "bc_report.json", json.dumps(report, indent=2) + "\n")
     if world > 1:
         dist.barrier()

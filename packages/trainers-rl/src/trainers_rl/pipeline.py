@@ -5,8 +5,8 @@ into one run directory and ends with the closed-loop evaluation table::
 
     runs/driving-<time>/
       config.yaml          the resolved config of this run
-      demos/               autopilot demonstrations (meta.json, data.npz)
-      bc/                  the behaviour-cloned DrivingVLA and its losses
+      demos/               autopilot demonstrations (meta.json, data.npz), stage.json
+      bc/                  the behaviour-cloned DrivingVLA and its losses, stage.json
       rl/                  checkpoints/, monitor/, tensorboard/, eval_history.jsonl
       model/               the final DrivingVLA (``DrivingVLA.from_pretrained``)
       export/              model.onnx and model.pt (TorchScript), with their parity
@@ -19,16 +19,20 @@ Demonstrations and cloning always use the embedded simulator (its autopilot is t
 RL and evaluation use ``sim`` — the embedded backend by default, CARLA servers when
 ``sim.backend: carla``. ``resume=RUN_DIR`` (``--resume``) continues a run on its own
 config.yaml: finished stages are kept and RL continues from its last checkpoint; settings given
-with it may not change the run (``RESUME_FREE``, ``RESUME_GROW`` say what may). ``--check``
+with it may not change the run (``RESUME_FREE``, ``RESUME_GROW`` say what may). A stage is
+finished when its marker (``STAGE_DONE``) is there, written last and atomically; one without
+it is redone from scratch, so a run killed mid-write never resumes on half a stage. ``--check``
 runs only the checks every run starts with (``preflight``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,13 +78,13 @@ from trainyard_core.config import (
     resume_config,
     save_config,
 )
-from trainyard_core.io import atomic_write_text
+from trainyard_core.io import atomic_directory, atomic_write_text
 from trainyard_core.table import print_table
 from trainyard_core.tracking import TrackingConfig, make_run_dir, start_wandb
 
 __all__ = [
-    "RESUME_FREE", "RESUME_GROW", "DrivingRunConfig", "EvalStageConfig", "RLStageConfig",
-    "preflight", "resolve_config", "run_pipeline"
+    "RESUME_FREE", "RESUME_GROW", "STAGE_DONE", "DrivingRunConfig", "EvalStageConfig",
+    "RLStageConfig", "preflight", "resolve_config", "run_pipeline", "stage_done"
 ]
 
 RESUME_FREE = ("resume", "name", "output_dir", "torch_threads", "tracking.*")
@@ -93,6 +97,14 @@ SOURCES = "config_sources.json"
 """In a run directory: the config files (path, sha256) and overrides the run started from."""
 
 ALGORITHMS = ("ppo", "sac", "none")
+STAGE_DONE = "stage.json"
+"""In a stage's directory (``demos/``, ``bc/``): the stage finished. Written last, atomically."""
+_BEFORE_MARKERS = {
+    "demos": ("meta.json",),
+    "bc": ("bc_report.json", "model/model.safetensors"),
+}
+"""What a run from before the markers wrote last in each stage: demos wrote meta.json last
+(atomically); cloning wrote its report after the model, so with the weights it is complete."""
 
 
 @dataclasses.dataclass
@@ -190,19 +202,34 @@ def _trainer_class(algorithm: str) -> type[Trainer]:
     return SACTrainer if algorithm == "sac" else PPOTrainer
 
 
-def _stage(name: str, timings: dict[str, float]) -> Any:
-    """Time a stage and announce it (a run is minutes long; users watch it)."""
-    import contextlib
+@contextlib.contextmanager
+def _stage(name: str, timings: dict[str, float], marker_dir: Path | None = None) -> Iterator[None]:
+    """Time a stage and announce it (a run is minutes long; users watch it); with
+    ``marker_dir``, mark that directory's stage finished once the block has succeeded."""
+    print(f"[{name}]", flush=True)
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 2)
+    if marker_dir is not None:
+        marker = {"stage": name, "seconds": timings[name], "finished": time.time()}
+        atomic_write_text(marker_dir / STAGE_DONE, json.dumps(marker, indent=2) + "\n")
+    print(f"[{name}] done in {timings[name]:.1f} s", flush=True)
 
-    @contextlib.contextmanager
-    def timer() -> Any:
-        print(f"[{name}]", flush=True)
-        start = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - start, 2)
-        print(f"[{name}] done in {timings[name]:.1f} s", flush=True)
 
-    return timer()
+def stage_done(stage_dir: Path) -> bool:
+    """Whether the stage writing ``stage_dir`` finished (``STAGE_DONE``, or for a run from
+    before the markers, what that stage wrote last: see ``_BEFORE_MARKERS``)."""
+    if (stage_dir / STAGE_DONE).is_file():
+        return True
+    last = _BEFORE_MARKERS.get(stage_dir.name)
+    return last is not None and all((stage_dir / name).is_file() for name in last)
+
+
+def _redo(stage_dir: Path) -> Path:
+    """Remove what an unfinished stage left (a killed write's temporary files included)."""
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    return stage_dir
 
 
 def _resume_dir(resume: str | Path) -> Path:
@@ -299,14 +326,14 @@ def run_pipeline(cfg: DrivingRunConfig, config_files: Sequence[str | Path] = ())
     total_start = time.perf_counter()
 
     demos_dir = run_dir / "demos"
-    if not (demos_dir / "meta.json").is_file():
-        with _stage("demonstrations", timings):
+    if not stage_done(demos_dir):
+        with _stage("demonstrations", timings, _redo(demos_dir)):
             demo_sim = cfg.sim.as_embedded()
             record_demos(demo_sim, cfg.demos, demos_dir)
 
     bc_dir = run_dir / "bc"
-    if not (bc_dir / "model" / "config.json").is_file():
-        with _stage("behaviour cloning", timings):
+    if not stage_done(bc_dir):
+        with _stage("behaviour cloning", timings, _redo(bc_dir)):
             activation = "tanh" if cfg.rl.algorithm == "sac" else cfg.bc.control_activation
             train_bc(
                 dataclasses.replace(cfg.bc,
@@ -329,8 +356,6 @@ def run_pipeline(cfg: DrivingRunConfig, config_files: Sequence[str | Path] = ())
             "steps_per_second": round(trainer.steps_per_second, 1),
         }
         final = trainer.driving_vla().eval()
-    from trainyard_core.io import atomic_directory
-
     with atomic_directory(run_dir / "model", overwrite=True) as tmp:
         final.save_pretrained(tmp)
     final = DrivingVLA.from_pretrained(run_dir / "model").eval()  # what users will load
