@@ -8,6 +8,7 @@ import os
 import pickle
 import shutil
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,72 @@ def test_sharded_init_checkpoints_merge(tmp_path: Path) -> None:
     head = merged["lm_head.weight"]
     assert 0.015 < head.std().item() < 0.025  # N(0, 0.02) on both halves, not left empty
     assert not torch.equal(head[:64], head[64:])
+
+
+def _flip_bit_in_tensor(shard: Path, name: str) -> str:
+    """Flip one exponent bit in the middle of tensor ``name``'s bytes in a rank file; return
+    the zip entry holding them, as ``zipfile``'s own CRC check names it."""
+    state = torch.load(shard, weights_only=False)
+    data = state[name].to_local().contiguous().numpy().tobytes()
+    raw = bytearray(shard.read_bytes())
+    start = raw.find(data)
+    assert start > 0 and raw.find(data, start + 1) == -1  # found, once
+    with zipfile.ZipFile(shard) as archive:
+        assert archive.testzip() is None
+    middle = start + len(data) // 2 // 4 * 4
+    raw[middle + 3] ^= 0x40  # fp32, little-endian: the top exponent bit, a value times 2^128
+    shard.write_bytes(bytes(raw))
+    with zipfile.ZipFile(shard) as archive:
+        entry = archive.testzip()
+    assert entry is not None and "/data/" in entry
+    return entry
+
+
+@pytest.mark.parametrize("extra", [["--verify"], ["--dtype", "bf16"], []],
+                         ids=["verify-copied", "cast-loaded", "copied"])
+def test_corrupt_byte_in_rank_data_is_refused(checkpoints: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              extra: list[str]) -> None:
+    """A flipped bit in tensor data, whether its bytes are copied or loaded and cast."""
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    entry = _flip_bit_in_tensor(local / "model_world_size_2_rank_1.pt",
+                                "model.layers.1.mlp.down_proj.weight")
+    err = _merge_fails(capsys,
+                       local,
+                       tmp_path / "out",
+                       *extra,
+                       names="model_world_size_2_rank_1.pt: zip entry")
+    assert f"'{entry}' is corrupt" in err and "CRC-32" in err
+
+
+def test_rank_files_saved_without_crcs_merge_with_a_warning(
+        checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    shard = local / "model_world_size_2_rank_1.pt"
+    state = torch.load(shard, weights_only=False)
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(state, shard)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    with zipfile.ZipFile(shard) as archive:
+        assert all(info.CRC == 0 for info in archive.infolist())
+    assert main(["merge", "--local-dir", str(local), "--target-dir", str(tmp_path / "out")]) == 0
+    assert "model_world_size_2_rank_1.pt: saved without CRC-32s" in caplog.text
+    _assert_same_model(tmp_path / "out", checkpoints / "reference")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_verify_refuses_non_finite_weights(checkpoints: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           value: float) -> None:
+    """Saved that way by training (the CRCs are right): a merge copies it, --verify refuses."""
+    local = _copy(checkpoints / "fsdp", tmp_path / "ckpt")
+    shard = local / "model_world_size_2_rank_0.pt"
+    state = torch.load(shard, weights_only=False)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    state[name]._local_tensor[3, 5] = value
+    torch.save(state, shard)
+    assert main(["merge", "--local-dir", str(local), "--target-dir", str(tmp_path / "plain")]) == 0
+    err = _merge_fails(capsys, local, tmp_path / "out", "--verify", names=name)
+    assert "verification failed" in err and "1 non-finite value(s)" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from pathlib import Path
 
@@ -63,12 +64,18 @@ def test_refuses_holes_mismatches_and_repeats(tmp_path: Path) -> None:
         SafetensorsWriter(tmp_path / "z.safetensors", {"c": (torch.Size([1]), torch.complex64)})
 
 
-@pytest.mark.parametrize("kernel_copy", [True, False])
+@pytest.mark.parametrize("how", ["kernel", "buffer", "observed"])
 def test_copy_from_byte_ranges_of_other_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              kernel_copy: bool) -> None:
-    if not kernel_copy:  # a kernel or filesystem without copy_file_range: through a buffer
+                                              how: str) -> None:
+    if how == "buffer":  # a kernel or filesystem without copy_file_range: through a buffer
         monkeypatch.setattr(os, "copy_file_range", _no_copy_file_range, raising=False)
     monkeypatch.setattr(safetensors_stream, "_CHUNK", 1000)  # several chunks per piece
+    monkeypatch.setattr(safetensors_stream, "_OBSERVED_CHUNK", 1000)
+    seen: dict[int, list[tuple[int, bytes]]] = {}
+
+    def observe(fd: int, offset: int, data: memoryview) -> None:
+        seen.setdefault(fd, []).append((offset, bytes(data)))
+
     big = torch.arange(3000, dtype=torch.float32).reshape(600, 5)
     parts = [big[:250], big[250:]]
     sources = []
@@ -82,10 +89,15 @@ def test_copy_from_byte_ranges_of_other_files(tmp_path: Path, monkeypatch: pytes
     with SafetensorsWriter(tmp_path / "ours.safetensors", specs) as writer:
         with pytest.raises(ValueError, match="12000 bytes, the pieces given add up to 6000"):
             writer.copy_from("big", [*pieces[:1], (sources[1], 6, 1000)])
-        writer.copy_from("big", pieces)
+        writer.copy_from("big", pieces, observe if how == "observed" else None)
         writer.write("small", small)
     for fd in sources:
         os.close(fd)
+    if how == "observed":  # every byte shown once, in order, with its offset in its file
+        for fd, part in zip(sources, parts, strict=True):
+            assert len(seen[fd]) == -(-part.numel() * 4 // 1000) and seen[fd][0][0] == 6
+            assert all(o + len(d) == n for (o, d), (n, _) in itertools.pairwise(seen[fd]))
+            assert b"".join(d for _, d in seen[fd]) == part.numpy().tobytes()
     save_file({"big": big, "small": small}, tmp_path / "lib.safetensors")
     assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path /
                                                             "lib.safetensors").read_bytes()

@@ -252,6 +252,12 @@ class LoraSource:
                     dtype: torch.dtype | None = None) -> list[tuple[int, int, int]] | None:
         return None  # merged weights are computed
 
+    def observe(self, fd: int, offset: int, data: memoryview) -> None:
+        raise AssertionError("LoraSource gives no byte ranges")
+
+    def check(self) -> None:
+        pass  # safetensors files carry no checksums; the merge refuses non-finite results
+
     def load(self, names: list[str], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         owners = {name: self._owner(name) for name in names}
         plain = self._base([name for name, owner in owners.items() if owner is None])

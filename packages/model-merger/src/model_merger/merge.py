@@ -92,8 +92,10 @@ class MergeConfig:
     verify: bool = dataclasses.field(
         default=False,
         metadata={
-            "help": "before publishing, load the result with transformers and compare every "
-                    "tensor with the checkpoint (holds the whole model in memory once)"
+            "help": "before publishing, load the result with transformers, compare every "
+                    "tensor with the checkpoint and the logits on a fixed prompt with the "
+                    "checkpoint's config, refusing non-finite weights or logits (holds the "
+                    "whole model in memory once, plus at most 256 MiB of checkpoint tensors)"
         })
     base_model: str | None = dataclasses.field(
         default=None,
@@ -226,10 +228,12 @@ def _verify(tmp: Path, hf_dir: Path, config: dict[str, Any], source: Source,
             split_files: dict[str, list[str]], out_dtype: torch.dtype | None) -> None:
     """Load the written model with transformers and compare it with the sources.
 
-    Every tensor must equal the source's (shape, dtype and values). For a causal LM the loaded
-    model's logits on a fixed prompt must also equal those of a model built from the *source*
-    config and assembled directly from the source tensors: that catches a written config that
-    loads the right weights but runs them differently (ties, norms, RoPE)."""
+    Every tensor must equal the source's (shape, dtype and values) and be finite. For a causal
+    LM the loaded model's logits on a fixed prompt must also be finite and equal those of a
+    model built from the *source* config: that catches a written config that loads the right
+    weights but runs them differently (ties, norms, RoPE). The reference model is given the
+    loaded tensors, which were just found equal to the source's, so the model is held in
+    memory once; the source tensors are read a batch at a time and dropped."""
     import transformers
     from transformers.initialization import no_init_weights
 
@@ -245,22 +249,27 @@ def _verify(tmp: Path, hf_dir: Path, config: dict[str, Any], source: Source,
         extra = sorted(set(state) - expected)[:3]
         raise CheckpointError(f"{tmp}: the model transformers loads does not match the "
                               f"checkpoint (missing {missing}, unexpected {extra})")
-    sources: dict[str, torch.Tensor] = {}
     for names in split_files.values():
-        for name, tensor in source.load(list(names), out_dtype).items():
-            if state[name].dtype != tensor.dtype or not torch.equal(state[name], tensor):
-                raise CheckpointError(f"{tmp}: verification failed: tensor {name} as loaded "
-                                      "by transformers differs from the checkpoint")
-            sources[name] = tensor
+        specs: Plan = {name: (state[name].shape, state[name].dtype) for name in names}
+        for batch in _batches(list(names), specs):
+            for name, tensor in source.load(batch, out_dtype).items():
+                # First: a NaN never equals itself, so it would read as a bad write.
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    bad = int((~torch.isfinite(tensor)).sum())
+                    raise CheckpointError(f"{tmp}: verification failed: tensor {name} holds "
+                                          f"{bad} non-finite value(s) (inf or nan)")
+                if state[name].dtype != tensor.dtype or not torch.equal(state[name], tensor):
+                    raise CheckpointError(f"{tmp}: verification failed: tensor {name} as loaded "
+                                          "by transformers differs from the checkpoint")
     if not (hasattr(model, "generate") and getattr(model, "can_generate", lambda: False)()):
         return
     # Parameters are left uninitialised (untouched pages cost no memory) and then replaced by
-    # the source tensors; buffers (RoPE) are computed from the source config.
+    # the verified tensors; buffers (RoPE) are computed from the source config.
     with no_init_weights():
         reference = build_model(cls, transformers.AutoConfig.from_pretrained(hf_dir), model.dtype)
-    reference.load_state_dict(sources, strict=False, assign=True)
+    reference.load_state_dict({name: state[name] for name in written}, strict=False, assign=True)
     reference.tie_weights()
-    filled = {tensor.data_ptr() for tensor in sources.values()}
+    filled = {state[name].data_ptr() for name in written}
     leftover = [n for n, p in reference.named_parameters() if p.data_ptr() not in filled]
     if leftover:
         raise CheckpointError(f"{tmp}: the checkpoint does not fill parameter(s) {leftover[:3]} "
@@ -360,7 +369,7 @@ def merge(cfg: MergeConfig) -> MergeResult:
                     if ranges is None:
                         loaded.append(name)
                         continue
-                    writer.copy_from(name, ranges)
+                    writer.copy_from(name, ranges, source.observe)
                     progress.update(sum(length for _, _, length in ranges))
                 for batch in _batches(loaded, file_specs):
                     for name, tensor in source.load(batch, out_dtype).items():
@@ -379,6 +388,7 @@ def merge(cfg: MergeConfig) -> MergeResult:
         _write_config(hf_dir, tmp, config, out_dtype)
         files.append("config.json")
         files += _carry_files(hf_dir, info, tmp)
+        source.check()  # the checkpoint's own checksums, before anything trusts its bytes
         if cfg.verify:
             _verify(tmp, hf_dir, config, source, split.filename_to_tensors, out_dtype)
     return MergeResult(target, info.format, len(plan), total, tuple(files), cfg.verify)

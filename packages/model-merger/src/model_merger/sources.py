@@ -6,6 +6,8 @@ pages of a mapped file count towards the process's resident set until it is unma
 merge that mapped its inputs would peak at the checkpoint's size. Rank files are unpickled onto
 the ``meta`` device, which records each storage's byte offset in the file without reading it,
 and every piece is then read with ``pread`` straight into its place in the output tensor.
+Reading by offset bypasses the zip reader and with it the CRC-32 each entry carries, so every
+byte read is also fed to a ``ZipCrcCheck``, and ``check`` compares the CRCs once all are read.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Any, Protocol
 import torch
 
 from model_merger.formats import CheckpointError, CheckpointInfo
+from model_merger.zipcrc import ZipCrcCheck, ZipCrcError
 
 __all__ = ["DcpSource", "FsdpSource", "Plan", "Source"]
 
 Plan = dict[str, tuple[torch.Size, torch.dtype]]
+_log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
@@ -45,6 +49,15 @@ class Source(Protocol):
                     dtype: torch.dtype | None = None) -> list[tuple[int, int, int]] | None:
         """``(fd, offset, length)`` ranges whose bytes, end to end, are the merged tensor as
         stored in ``dtype``; None where the tensor must be loaded instead."""
+        ...
+
+    def observe(self, fd: int, offset: int, data: memoryview) -> None:
+        """Bytes of a range from ``byte_ranges``, as they are copied (for the checksums)."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``CheckpointError`` if the bytes read disagree with the checkpoint's own
+        checksums (where its format has them); call once every tensor has been read."""
         ...
 
 
@@ -66,12 +79,13 @@ def _shard_sizes(length: int, world: int) -> list[int]:
     return [max(0, min(chunk, length - rank * chunk)) for rank in range(world)]
 
 
-def _read_exact(fd: int, file: Path, offset: int, out: torch.Tensor) -> None:
+def _read_exact(fd: int, file: Path, offset: int, out: torch.Tensor, crc: ZipCrcCheck) -> None:
     view = out.reshape(-1).view(torch.uint8).numpy().data
     while view:
         got = os.preadv(fd, [view], offset)
         if got == 0:
             raise CheckpointError(f"{file}: truncated: ends before byte {offset + len(view)}")
+        crc.feed(offset, view[:got])
         view, offset = view[got:], offset + got
 
 
@@ -102,6 +116,17 @@ class FsdpSource:
                                       f"{self.files[0].name} (e.g. {', '.join(diff)})")
         self._fds = [os.open(file, os.O_RDONLY) for file in self.files]
         self._sizes = [os.fstat(fd).st_size for fd in self._fds]
+        self._rank_of_fd = {fd: rank for rank, fd in enumerate(self._fds)}
+        self._crcs = []
+        for file, fd in zip(self.files, self._fds, strict=True):
+            try:
+                self._crcs.append(ZipCrcCheck(file, fd))
+            except ZipCrcError as exc:
+                raise CheckpointError(str(exc)) from exc
+            if not self._crcs[-1].recorded:
+                _log.warning(
+                    "%s: saved without CRC-32s (torch.serialization."
+                    "set_crc32_options(False)); its bytes cannot be checked", file)
 
     def __del__(self) -> None:
         for fd in getattr(self, "_fds", []):
@@ -138,15 +163,26 @@ class FsdpSource:
                                   f"but tensor {name} is stored up to byte {offset + length}")
         return offset, length
 
+    def observe(self, fd: int, offset: int, data: memoryview) -> None:
+        self._crcs[self._rank_of_fd[fd]].feed(offset, data)
+
+    def check(self) -> None:
+        """Every zip entry of every rank file against its CRC-32 (unread bytes read now)."""
+        for crc in self._crcs:
+            try:
+                crc.check()
+            except ZipCrcError as exc:
+                raise CheckpointError(str(exc)) from exc
+
     def _read(self, rank: int, name: str, local: torch.Tensor) -> torch.Tensor:
         offset, length = self._span(rank, name, local)
         if local.is_contiguous():
             out = torch.empty(local.shape, dtype=local.dtype)
             if length:
-                _read_exact(self._fds[rank], self.files[rank], offset, out)
+                _read_exact(self._fds[rank], self.files[rank], offset, out, self._crcs[rank])
             return out
         raw = torch.empty(length, dtype=torch.uint8)
-        _read_exact(self._fds[rank], self.files[rank], offset, raw)
+        _read_exact(self._fds[rank], self.files[rank], offset, raw, self._crcs[rank])
         return raw.view(local.dtype).as_strided(local.shape, local.stride(), local.storage_offset())
 
     def plan(self) -> Plan:
@@ -198,7 +234,11 @@ class FsdpSource:
                             "must be replicated (the same on every rank)")
                 locals_ = pieces
             for rank, local in enumerate(locals_):
-                self._span(rank, name, local)
+                offset, length = self._span(rank, name, local)
+                try:
+                    self._crcs[rank].entry_at(offset, length)
+                except ZipCrcError as exc:
+                    raise CheckpointError(f"{exc} (tensor {name})") from exc
             plan[name] = (first.shape, first.dtype)
         return plan
 
@@ -314,6 +354,12 @@ class DcpSource:
                     name: str,
                     dtype: torch.dtype | None = None) -> list[tuple[int, int, int]] | None:
         return None  # each chunk is stored serialised, not as raw bytes
+
+    def observe(self, fd: int, offset: int, data: memoryview) -> None:
+        raise AssertionError("DcpSource gives no byte ranges")
+
+    def check(self) -> None:
+        pass  # .distcp files carry no checksums; corrupt pickled chunks fail to load
 
     def load(self, names: list[str], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         import torch.distributed.checkpoint as dcp
