@@ -9,12 +9,19 @@ aliases a field declares in ``metadata={"flags": (...)}``.
 Every error ends the same way, one line on stderr starting ``error:``: bad input (a usage
 error, a bad config value, a missing file) exits 2; a command that was asked something valid
 and could not do it (``CommandError``: no server answered) exits 1, as health checks expect.
+
+Output has two channels: a command's result (a table, a report path, YAML) is printed on stdout;
+progress and notices go through ``logging`` to stderr, so ``--quiet``/``--verbose``/
+``--log-level`` (or ``TRAINYARD_LOG_LEVEL``), which ``parse_args`` adds to every command, set
+how much of it a user sees, and progress bars follow the same level (``progress_enabled``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -24,9 +31,13 @@ from trainyard_core.config import ConfigError, FieldInfo, iter_fields, load_conf
 T = TypeVar("T")
 
 __all__ = [
-    "CommandError", "add_config_arguments", "config_from_args", "config_sources", "main_guard",
-    "one_line_errors", "parse_args"
+    "LOG_LEVELS", "CommandError", "add_config_arguments", "add_logging_arguments",
+    "config_from_args", "config_sources", "main_guard", "one_line_errors", "parse_args",
+    "progress_enabled", "setup_logging"
 ]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_ENV = "TRAINYARD_LOG_LEVEL"
 
 _OVERRIDES = "_trainyard_overrides"
 
@@ -120,16 +131,89 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.epilog = f"{parser.epilog}\n\n{epilog}" if parser.epilog else epilog
 
 
+def add_logging_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``-q/--quiet``, ``-v/--verbose`` and ``--log-level`` to ``parser`` and its
+    subcommands (so they work before or after a subcommand's name); idempotent."""
+    if any("--log-level" in action.option_strings for action in parser._actions):
+        return parser
+    group = parser.add_argument_group("output")
+    common: dict[str, Any] = {"dest": "log_level", "default": argparse.SUPPRESS}
+    group.add_argument("-q",
+                       "--quiet",
+                       action="store_const",
+                       const="warning",
+                       help="only warnings and errors: no progress lines or bars",
+                       **common)
+    group.add_argument("-v",
+                       "--verbose",
+                       action="store_const",
+                       const="debug",
+                       help="debug messages too",
+                       **common)
+    group.add_argument("--log-level",
+                       choices=LOG_LEVELS,
+                       help=f"how much progress to show (default: ${LOG_LEVEL_ENV} or info)",
+                       **common)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_logging_arguments(sub)
+    return parser
+
+
+class _MessageFormatter(logging.Formatter):
+    """Progress lines as plain text; warnings and errors prefixed with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+def setup_logging(level: str | None = None) -> str:
+    """Send log records to stderr at ``level`` (else ``$TRAINYARD_LOG_LEVEL``, else info).
+
+    Replaces the handler an earlier call installed, so calling it once per command is safe.
+    Returns the level used; an unknown level is bad input.
+    """
+    level = (level or os.environ.get(LOG_LEVEL_ENV) or "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r} "
+                          f"(from --log-level or ${LOG_LEVEL_ENV})")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_trainyard", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._trainyard = True  # type: ignore[attr-defined]
+    handler.setFormatter(_MessageFormatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return level
+
+
+def progress_enabled() -> bool:
+    """Whether progress displays (tqdm, rich) should draw: the info level is on."""
+    return logging.getLogger().isEnabledFor(logging.INFO)
+
+
 def parse_args(parser: argparse.ArgumentParser,
                argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``argv``; bare ``key=value`` words anywhere become ``args.overrides``; a usage
-    error is one line (``one_line_errors``)."""
+    error is one line (``one_line_errors``); logging is set up at the level asked for
+    (``add_logging_arguments``)."""
+    add_logging_arguments(parser)
     args, extra = one_line_errors(parser).parse_known_args(argv)
     bad = [word for word in extra if word.startswith("-") or "=" not in word]
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)} "
                      "(expected --flags or key=value overrides)")
     args.overrides = list(getattr(args, "overrides", [])) + extra
+    try:
+        args.log_level = setup_logging(getattr(args, "log_level", None))
+    except ConfigError as exc:
+        parser.error(str(exc))
     return args
 
 
