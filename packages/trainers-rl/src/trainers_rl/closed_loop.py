@@ -22,6 +22,7 @@ import torch
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
+from carla_env.sim.counter_rng import uniform
 from carla_env.video import write_video
 from driving_vla import DrivingVLA
 from trainers_rl.controller import ControllerConfig, WaypointController
@@ -37,7 +38,6 @@ __all__ = [
 BatchPolicy = Callable[[dict[str, np.ndarray], EmbeddedVectorEnv], np.ndarray]
 OUTCOMES = ("route_completed", "collision", "off_road", "timeout")
 MODEL_MODES = ("controls", "waypoints")
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _named(policy: BatchPolicy, name: str) -> BatchPolicy:
@@ -61,18 +61,6 @@ def autopilot_policy() -> BatchPolicy:
     return _named(act, "autopilot")
 
 
-def _uniform(*keys: Any) -> np.ndarray:
-    """Uniform [0, 1) from a splitmix64 hash of integer ``keys`` (broadcast together)."""
-    with np.errstate(over="ignore"):
-        z = np.zeros((), dtype=np.uint64)
-        for key in keys:
-            z = (z ^ np.asarray(key, dtype=np.uint64)) * np.uint64(0x9E3779B97F4A7C15) & _MASK64
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
-            z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
-
-
 def random_policy(seed: int = 0) -> BatchPolicy:
     """Uniform random throttle, steer and brake.
 
@@ -82,7 +70,7 @@ def random_policy(seed: int = 0) -> BatchPolicy:
 
     def act(obs: dict[str, np.ndarray], envs: EmbeddedVectorEnv) -> np.ndarray:
         w = envs.world
-        u = _uniform(seed % 2**64, w.seed[:, None], w.steps[:, None], np.arange(3)[None, :])
+        u = uniform(seed % 2**64, w.seed[:, None], w.steps[:, None], np.arange(3)[None, :])
         low, high = envs.single_action_space.low, envs.single_action_space.high
         return (low + u * (high - low)).astype(np.float32)
 

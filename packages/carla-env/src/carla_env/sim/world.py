@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from carla_env.sim import counter_rng
 from carla_env.sim.collision import boxes_overlap
 from carla_env.sim.roads import MapSpec, RouteTable, build_routes
 from carla_env.sim.vehicles import EgoParams, IDMParams, bicycle_step, idm_acceleration
@@ -41,7 +42,6 @@ _MOBIL_THRESHOLD = 0.2
 _MOBIL_KEEP_RIGHT = 0.15
 _MOBIL_SAFE_BRAKE = 4.0
 _VIEW_BEHIND, _VIEW_AHEAD = 80.0, 260.0
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +60,8 @@ class WorldParams:
 
 
 def _uniform(seed: np.ndarray, *keys: int | np.ndarray) -> np.ndarray:
-    """Uniform [0, 1) from a splitmix64 hash of ``seed`` and integer ``keys`` (broadcast)."""
-    with np.errstate(over="ignore"):
-        z = np.asarray(seed, dtype=np.uint64)
-        for key in keys:
-            z = (z ^ np.asarray(key, dtype=np.uint64)) * np.uint64(0x9E3779B97F4A7C15) & _MASK64
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
-            z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+    """A world's draw for ``keys``: its episode seed starts the counter hash."""
+    return counter_rng.uniform(*keys, start=seed)
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
