@@ -20,6 +20,7 @@ from carla_env.carla_backend import (
     RouteTracker,
     apply_sync_settings,
     bgra_to_rgb,
+    contract_pose,
     lane_geometry,
     neighbor_features,
     release_sync_settings,
@@ -27,7 +28,7 @@ from carla_env.carla_backend import (
     vehicle_control,
 )
 from carla_env.carla_client import CarlaConnectionError, connect
-from carla_env.contract import INFO_KEYS, observation_space
+from carla_env.contract import INFO_KEYS, OBSERVATION_INFO_KEYS, observation_space
 from carla_env.embedded import EmbeddedDrivingEnv
 from carla_env.reward import DrivingReward, RewardConfig, compute_reward
 
@@ -100,8 +101,15 @@ def test_one_reward_serves_both_backends() -> None:
     env = DrivingReward(EmbeddedDrivingEnv(), weights)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(np.array([0.5, 0.0, 0.0], np.float32))
-    assert tuple(info) == tuple(carla_info)
+    assert tuple(info) == tuple(carla_info) + OBSERVATION_INFO_KEYS
     assert reward == pytest.approx(float(compute_reward(info, weights)))
+
+
+def test_pose_in_the_contract_frame() -> None:
+    # CARLA: y to the right, yaw clockwise in degrees; the contract: y left, yaw in radians.
+    x, y, yaw = contract_pose(_tf(3.0, 4.0, 90.0))
+    assert (x, y) == (3.0, -4.0) and yaw == pytest.approx(-math.pi / 2)
+    assert contract_pose(_tf(0.0, 0.0, 350.0))[2] == pytest.approx(math.radians(10.0))
 
 
 def test_red_light_and_off_road_from_carla_types() -> None:
@@ -142,6 +150,7 @@ def test_live_server_episode() -> None:
             obs, reward, terminated, truncated, info = env.step(
                 np.array([0.5, 0.0, 0.0], np.float32))
             assert tuple(k for k in info if k in INFO_KEYS) == INFO_KEYS
+            assert all(k in info for k in OBSERVATION_INFO_KEYS)
             assert np.isfinite(reward)
             if terminated or truncated:
                 break
