@@ -12,7 +12,7 @@ import pytest
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA
 from trainers_rl.cli import main
-from trainers_rl.closed_loop import evaluate_policies, model_policy
+from trainers_rl.evaluation.closed_loop import evaluate_policies, model_policy
 from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
 from trainyard_core.config import ConfigError, load_config
 

@@ -15,7 +15,7 @@ import torch
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
 from trainyard_core.config import ConfigError
 
 SCRIPT = """
@@ -26,7 +26,7 @@ import torch
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
 
 torch.set_num_threads(1)
 run_dir = Path(sys.argv[1])

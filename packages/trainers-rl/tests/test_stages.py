@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.bc import train_bc
 from trainers_rl.cli import main
+from trainers_rl.imitation.bc import train_bc
 from trainers_rl.pipeline import STAGE_DONE, DrivingRunConfig, stage_done
 from trainyard_core.config import load_config
 

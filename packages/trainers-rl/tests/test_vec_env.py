@@ -7,8 +7,8 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
-from trainers_rl.vec_env import SB3VecEnv
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.vec_env import SB3VecEnv
 
 
 def test_terminal_observations_and_truncation_reach_sb3() -> None:

@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from carla_env import SimulatorConfig
-from trainers_rl.bc import BCConfig, train_bc
-from trainers_rl.demos import DemoConfig, record_demos
-from trainers_rl.envs import require_registered
-from trainers_rl.evaluate_cli import EvaluateConfig, run_evaluate
-from trainers_rl.evaluation import random_policy, run_episodes, summarize
+from trainers_rl.evaluation.cli import EvaluateConfig, run_evaluate
+from trainers_rl.evaluation.episodes import random_policy, run_episodes, summarize
+from trainers_rl.evaluation.plots import plot_learning_curve
+from trainers_rl.imitation.bc import BCConfig, train_bc
+from trainers_rl.imitation.demos import DemoConfig, record_demos
 from trainers_rl.pipeline import DrivingRunConfig, preflight, resolve_config, run_pipeline
-from trainers_rl.plots import plot_learning_curve
-from trainers_rl.ppo import PPOTrainer
 from trainers_rl.preflight import check_tracking, check_writable, wandb_extra
+from trainers_rl.rl.envs import require_registered
+from trainers_rl.rl.ppo import PPOTrainer
 from trainers_rl.run_config import PPORunConfig
 from trainyard_core.cli import (
     add_config_arguments,
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc = commands.add_parser("bc",
                              help="waypoint behaviour cloning of DrivingVLA (torchrun-ready)",
                              description="Train DrivingVLA's waypoint and control heads on a "
-                             "recorded dataset; same as python -m trainers_rl.bc.")
+                             "recorded dataset; same as python -m trainers_rl.imitation.bc.")
     add_config_arguments(bc, BCConfig)
     evaluate = commands.add_parser(
         "evaluate",

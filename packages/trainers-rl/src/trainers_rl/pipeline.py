@@ -44,9 +44,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from carla_env import SimulatorConfig
 from carla_env.envs import make_vector_env
 from driving_vla import DrivingVLA
-from trainers_rl.bc import BCConfig, train_bc
-from trainers_rl.callbacks import EvalCallback
-from trainers_rl.closed_loop import (
+from trainers_rl.evaluation.closed_loop import (
     autopilot_policy,
     evaluate_closed_loop,
     evaluate_policies,
@@ -55,9 +53,9 @@ from trainers_rl.closed_loop import (
     random_policy,
     table_row,
 )
-from trainers_rl.demos import DemoConfig, record_demos
-from trainers_rl.plots import plot_training
-from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.evaluation.plots import plot_training
+from trainers_rl.imitation.bc import BCConfig, train_bc
+from trainers_rl.imitation.demos import DemoConfig, record_demos
 from trainers_rl.preflight import (
     EXPORT_EXTRA,
     carla_extra,
@@ -66,9 +64,11 @@ from trainers_rl.preflight import (
     require_modules,
     wandb_extra,
 )
+from trainers_rl.rl.callbacks import AtRolloutStart, RecordEvaluation
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.sac import SACConfig, SACTrainer
+from trainers_rl.rl.trainer import Trainer
 from trainers_rl.run_config import EvalConfig
-from trainers_rl.sac import SACConfig, SACTrainer
-from trainers_rl.trainer import Trainer
 from trainyard_core.config import (
     ConfigError,
     check_resumable,
@@ -398,8 +398,8 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
     callbacks: list[BaseCallback] = []
     if cfg.rl.eval_every:
 
-        def validate(t: Trainer) -> dict[str, Any]:
-            model = t.driving_vla()
+        def validate() -> dict[str, Any]:
+            model = trainer.driving_vla()
             was_training = model.training
             model.eval()
             # Always on the embedded simulator: cheap, and CARLA servers are busy training.
@@ -409,8 +409,8 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
             model.train(was_training)
             return {k: v for k, v in result.items() if isinstance(v, int | float)}
 
-        callbacks.append(
-            EvalCallback(validate, trainer, cfg.rl.eval_every, rl_dir / "eval_history.jsonl"))
+        record = RecordEvaluation(validate, rl_dir / "eval_history.jsonl")
+        callbacks.append(AtRolloutStart(cfg.rl.eval_every, record))
     trainer.train(total_timesteps=alg.total_timesteps,
                   callback=callbacks,
                   tensorboard_dir=rl_dir / "tensorboard" if cfg.tracking.tensorboard else None)

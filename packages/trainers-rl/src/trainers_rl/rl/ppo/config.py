@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainers_rl.algorithm_config import AlgorithmConfig
+from trainers_rl.rl.config import AlgorithmConfig
 
 __all__ = ["PPOConfig"]
 

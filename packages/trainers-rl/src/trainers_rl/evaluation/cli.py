@@ -14,7 +14,7 @@ from rich.console import Console
 
 from carla_env import SimulatorConfig
 from driving_vla import DrivingVLA
-from trainers_rl.closed_loop import (
+from trainers_rl.evaluation.closed_loop import (
     MODEL_MODES,
     BatchPolicy,
     autopilot_policy,
@@ -22,7 +22,7 @@ from trainers_rl.closed_loop import (
     model_policy,
     random_policy,
 )
-from trainers_rl.controller import ControllerConfig
+from trainers_rl.evaluation.controller import ControllerConfig
 from trainyard_core.config import ConfigError
 from trainyard_core.table import print_table
 

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from trainers_rl.ppo.config import PPOConfig
-from trainers_rl.trainer import Trainer
+from trainers_rl.rl.ppo.config import PPOConfig
+from trainers_rl.rl.trainer import Trainer
 
 __all__ = ["PPOTrainer"]
 

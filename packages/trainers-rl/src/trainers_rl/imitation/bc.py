@@ -2,8 +2,8 @@
 
 Runs as one process or under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU) unchanged::
 
-    python -m trainers_rl.bc --config configs/sft_waypoint_bc.yaml
-    torchrun --nproc_per_node=2 -m trainers_rl.bc --config configs/sft_waypoint_bc.yaml
+    python -m trainers_rl.imitation.bc --config configs/sft_waypoint_bc.yaml
+    torchrun --nproc_per_node=2 -m trainers_rl.imitation.bc --config configs/sft_waypoint_bc.yaml
 
 Every rank draws the same shuffled global batch and takes its share of it, so with N ranks
 each step averages the gradient over the same samples a single process would see: the losses
@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.demos import load_demos
+from trainers_rl.imitation.demos import load_demos
 from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
 from trainyard_core.io import atomic_directory, atomic_write_text
 
@@ -144,7 +144,7 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainers_rl.bc",
+    parser = argparse.ArgumentParser(prog="python -m trainers_rl.imitation.bc",
                                      description="Waypoint behaviour cloning of DrivingVLA.")
     add_config_arguments(parser, BCConfig)
     return parser
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @main_guard
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m trainers_rl.bc`` (also under torchrun)."""
+    """Entry point of ``python -m trainers_rl.imitation.bc`` (also under torchrun)."""
     cfg = config_from_args(BCConfig, parse_args(build_parser(), argv))
     report = train_bc(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
