@@ -20,7 +20,7 @@ CONFIG = Path(__file__).parents[3] / "configs" / "train" / "driving.yaml"
 TINY = [
     "sim.max_episode_steps=150", "sim.route_length=120", "demos.episodes=16", "demos.num_envs=8",
     "bc.epochs=2", "bc.batch_size=64", "bc.hidden_size=32", "rl.ppo.num_envs=4",
-    "rl.ppo.num_steps=32", "rl.ppo.batch_size=64", "rl.ppo.total_timesteps=256",
+    "rl.ppo.n_steps=32", "rl.ppo.batch_size=64", "rl.ppo.total_timesteps=256",
     "rl.ppo.value_warmup_steps=128", "rl.ppo.checkpoint_every=128", "rl.eval_every=128",
     "rl.eval_episodes=3", "eval.episodes=6", "tracking.tensorboard=false"
 ]

@@ -239,9 +239,9 @@ def test_resumed_sac_run_equals_the_uninterrupted_one_from_the_warm_up(
 
 def test_resuming_a_ppo_checkpoint_as_sac_names_both(tmp_path: Path) -> None:
     config = PPOConfig(num_envs=2,
-                       num_steps=8,
+                       n_steps=8,
                        batch_size=16,
-                       num_epochs=1,
+                       n_epochs=1,
                        total_timesteps=16,
                        device="cpu")
     PPOTrainer(config, env=EmbeddedVectorEnv(2, SIM), run_dir=tmp_path).train(progress_bar=False)
