@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ from trainyard_core.config import save_config
 from trainyard_core.io import atomic_write_text
 from trainyard_core.table import print_table
 from trainyard_core.tracking import make_run_dir, start_wandb
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +151,7 @@ def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
         f"{cfg.ppo.env_id}: {cfg.eval.episodes} held-out episodes "
         f"({report['total_timesteps']} steps in {trainer.train_seconds:.1f} s, "
         f"{trainer.steps_per_second:.0f} steps/s)", rows)
-    print(f"run directory: {run_dir}")
+    log.info("run directory: %s", run_dir)
     report["run_dir"] = str(run_dir)
     return report
 

@@ -36,6 +36,7 @@ from trainers_rl.rl.policies import (
     to_driving_vla,
 )
 from trainers_rl.rl.vec_env import SB3VecEnv
+from trainyard_core.cli import progress_enabled
 from trainyard_core.config import ConfigError
 from trainyard_core.io import atomic_directory, publish
 
@@ -222,6 +223,8 @@ class Trainer(abc.ABC):
         run directory. The model passed to the trainer holds the trained weights afterwards
         (also when training stops with an exception); ``save_dir`` also saves it there as a
         DrivingVLA checkpoint (``DrivingVLA.from_pretrained(save_dir)``), as seed 001 does.
+        SB3's progress bar is drawn when ``progress_bar`` and the log level shows progress
+        (``--quiet`` hides it).
         """
         if save_dir is not None and not self.uses_driving_vla:
             raise TypeError("train(save_dir=...) saves a DrivingVLA, but this trainer's policy "
@@ -242,7 +245,7 @@ class Trainer(abc.ABC):
             if remaining > 0:
                 self.model.learn(total_timesteps=remaining,
                                  callback=CallbackList(callbacks),
-                                 progress_bar=progress_bar,
+                                 progress_bar=progress_bar and progress_enabled(),
                                  tb_log_name=self.name,
                                  reset_num_timesteps=self.model.num_timesteps == 0)
         finally:

@@ -20,12 +20,11 @@ class PPOConfig(AlgorithmConfig):
     """What PPO needs to know, each field named as SB3's ``PPO`` names it."""
 
     gae_lambda: float = 0.95
-    clip_range: float = dataclasses.field(
-        default=0.2,
-        metadata={
-            "help": "PPO's clipping of the probability ratio",
-            "aliases": ("clip_epsilon",)
-        })
+    clip_range: float = dataclasses.field(default=0.2,
+                                          metadata={
+                                              "help": "PPO's clipping of the probability ratio",
+                                              "aliases": ("clip_epsilon",)
+                                          })
     n_epochs: int = dataclasses.field(default=10,
                                       metadata={
                                           "help": "passes over each rollout per update",
