@@ -3,8 +3,9 @@
 Read from the sources with ``ast`` (nothing is imported, and a name in a comment or a string
 does not count): the checkpoint module saves and loads a state bundle and names no trainer,
 so ``trainer -> callbacks -> checkpoint`` is the only direction; ``rl``, ``imitation`` and
-``evaluation`` do not reach into each other or up into the pipeline and CLI; and a resumed
-trainer is built by ``__init__``, never by ``__new__`` with attributes set by hand.
+``evaluation`` do not reach into each other or up into the pipeline and CLI; a resumed
+trainer is built by ``__init__``, never by ``__new__`` with attributes set by hand; and no
+module reads the embedded world or calls its autopilot (the contract's ``info`` has both).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def test_the_layout_is_by_job() -> None:
     names = set(modules())
     for expected in (f"{RL}.trainer", f"{RL}.ppo.trainer", f"{RL}.sac.trainer", f"{RL}.callbacks",
                      CHECKPOINT, f"{RL}.policies", f"{RL}.vec_env", "trainers_rl.imitation.demos",
-                     "trainers_rl.imitation.bc", "trainers_rl.evaluation.closed_loop",
+                     "trainers_rl.imitation.bc", "trainers_rl.evaluation.policies",
                      "trainers_rl.evaluation.controller", "trainers_rl.pipeline"):
         assert expected in names, f"{expected} is missing; modules: {sorted(names)}"
     flat = sorted(n for n in names if n.count(".") == 1)
@@ -131,6 +132,20 @@ def test_jobs_do_not_import_each_other_or_what_is_on_top() -> None:
             if tparts[0] != "trainers_rl" or tparts[:2] == parts[:2]:
                 continue
             offenders.append(f"{name} imports {target}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_module_reads_the_embedded_world_or_its_autopilot() -> None:
+    """Evaluation and demonstrations go through the Gymnasium contract (``info`` keys), so they
+    work on any backend: no ``envs.world`` arrays, no ``envs.autopilot()`` call."""
+    offenders = []
+    for name in modules():
+        for node in ast.walk(tree(name)):
+            if isinstance(node, ast.Attribute) and node.attr == "world":
+                offenders.append(f"{name}:{node.lineno}: .world")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and
+                    node.func.attr == "autopilot"):
+                offenders.append(f"{name}:{node.lineno}: .autopilot()")
     assert not offenders, "\n".join(offenders)
 
 

@@ -282,12 +282,13 @@ def test_carla_env_fills_the_contracts_observation_keys(monkeypatch: pytest.Monk
     # The contract's frame: y and yaw positive to the left, where CARLA's point right.
     assert (info["x"], info["y"]) == (0.0, -2.0) and info["yaw"] == pytest.approx(-0.1745, 1e-3)
     assert info["episode_step"] == 0 and isinstance(info["episode_seed"], int)
+    assert info["speed"] == 0.0
     assert env.reset(seed=3)[1]["episode_seed"] == info["episode_seed"]
     assert env.reset(seed=4)[1]["episode_seed"] != info["episode_seed"]
     _, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0], np.float32))
     assert tuple(info) == INFO_KEYS + OBSERVATION_INFO_KEYS
     assert info["episode_step"] == 1 and info["x"] == pytest.approx(1.0)
-    assert info["velocity"] == pytest.approx(10.0)
+    assert info["velocity"] == pytest.approx(10.0) and info["speed"] == pytest.approx(10.0)
     # Through Gymnasium's vector env and ContractInfo, as make_vector_env builds it.
     sync = gym.vector.SyncVectorEnv([lambda: carla_backend.CarlaDrivingEnv(cfg)] * 2,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

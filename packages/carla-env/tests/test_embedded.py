@@ -105,8 +105,11 @@ def test_observation_keys_describe_the_new_episode_after_an_autoreset() -> None:
     assert (info["episode_seed"][done] != first_seeds[done]).all()
     assert (info["episode_seed"][~done] == first_seeds[~done]).all()
     w = envs.world
-    for key, value in (("x", w.x), ("y", w.y), ("yaw", w.yaw)):
+    for key, value in (("x", w.x), ("y", w.y), ("yaw", w.yaw), ("speed", w.v)):
         np.testing.assert_array_equal(info[key], value)
+    # The speed of the new episode's first observation, not the crash's last speed.
+    assert (info["speed"][done] != info["velocity"][done]).all()
+    np.testing.assert_array_equal(info["speed"][~done], info["velocity"][~done])
     np.testing.assert_array_equal(info[EXPERT_KEY], envs.autopilot())
     assert info[EXPERT_KEY].shape == (n, 3) and info[EXPERT_KEY].dtype == np.float32
     # Off by default: training does not pay for the expert.

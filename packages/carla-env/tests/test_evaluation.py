@@ -3,14 +3,19 @@
 ``FakeCarlaVectorEnv`` is what ``make_vector_env`` gives for ``backend: carla`` as far as the
 evaluator can tell: a same-step-autoreset ``VectorEnv`` whose config says carla, emitting the
 contract's info keys. Its episodes are scripted from their episode seeds (length and outcome),
-so the expected records are known without the evaluator's arithmetic.
+so the expected records are known without the evaluator's arithmetic. The embedded backend's
+section checks the same evaluator on real worlds: seeds, replays, the report and its video.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -26,14 +31,16 @@ from carla_env.contract import (
     check_action,
     observation_space,
 )
-from carla_env.envs import ContractInfo
+from carla_env.envs import ContractInfo, make_vector_env
 from carla_env.evaluation import (
     BASELINES,
     OUTCOMES,
+    BatchPolicy,
     autopilot_policy,
     evaluate,
     evaluate_policies,
     random_policy,
+    record_video,
     table_row,
 )
 
@@ -97,7 +104,7 @@ class FakeCarlaVectorEnv(VectorEnv):
         self._rngs = [np.random.default_rng(s) for s in seed]
         self.seeds = np.array([self._draw(i) for i in range(self.num_envs)], np.int64)
         self.steps = np.zeros(self.num_envs, np.int64)
-        return self._obs(), self._obs_info()
+        return self._obs(), self._obs_info(np.zeros(self.num_envs))
 
     def _draw(self, i: int) -> int:
         return int(self._rngs[i].integers(2**62))
@@ -116,7 +123,7 @@ class FakeCarlaVectorEnv(VectorEnv):
             self.ended[i].append(
                 (int(self.seeds[i]), plan(int(self.seeds[i]))[1], int(self.steps[i])))
             self.seeds[i], self.steps[i] = self._draw(i), 0
-        info.update(self._obs_info())
+        info.update(self._obs_info(info["velocity"]))
         return self._obs(), info["progress"].copy(), terminated, truncated, info
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -125,11 +132,13 @@ class FakeCarlaVectorEnv(VectorEnv):
             for key, space in self.single_observation_space.spaces.items()
         }
 
-    def _obs_info(self) -> dict[str, np.ndarray]:
+    def _obs_info(self, speed: np.ndarray) -> dict[str, np.ndarray]:
         info = {
             "x": self.steps * 1.0,
             "y": np.zeros(self.num_envs),
             "yaw": np.zeros(self.num_envs),
+            # The step's speed, except for a world just reset: its new episode starts at rest.
+            "speed": np.where(self.steps > 0, speed, 0.0),
             "episode_seed": self.seeds.copy(),
             "episode_step": self.steps.copy(),
         }
@@ -150,7 +159,7 @@ class FakeCarlaEnv(DrivingEnv):
               options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
         super().reset(seed=seed)
         self.seed_, self.steps = int(self.np_random.integers(2**62)), 0
-        return self._obs(), self._obs_info()
+        return self._obs(), self._obs_info(0.0)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
         action = check_action(action)
@@ -159,7 +168,8 @@ class FakeCarlaEnv(DrivingEnv):
         info: dict[str, Any] = {k: v[0].item() for k, v in batch.items()}
         terminated = bool(info["collision"] or info["off_road"] or info["route_completed"])
         truncated = self.steps >= MAX_STEPS and not terminated
-        return self._obs(), info["progress"], terminated, truncated, info | self._obs_info()
+        return self._obs(), info["progress"], terminated, truncated, info | self._obs_info(
+            info["velocity"])
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {
@@ -167,11 +177,12 @@ class FakeCarlaEnv(DrivingEnv):
             for key, space in self.observation_space.spaces.items()
         }
 
-    def _obs_info(self) -> dict[str, Any]:
+    def _obs_info(self, speed: float) -> dict[str, Any]:
         return {
             "x": float(self.steps),
             "y": 0.0,
             "yaw": 0.0,
+            "speed": speed,
             "episode_seed": self.seed_,
             "episode_step": self.steps
         }
@@ -255,6 +266,8 @@ def test_gymnasium_vector_env_gets_the_contracts_info_layout() -> None:
     assert (info["episode_step"][done] == 0).all() and (info["episode_seed"][done]
                                                         != seeds[done]).all()
     np.testing.assert_allclose(info["velocity"], 8.0, rtol=1e-6)
+    # Observation keys stay the reset's: a new episode's speed, not the finished one's.
+    np.testing.assert_array_equal(info["speed"], np.where(done, 0.0, info["velocity"]))
     wrapped.close()
     # The same scripted episodes as the vector fake: the same records.
     sync = gym.vector.SyncVectorEnv([FakeCarlaEnv for _ in range(3)],
@@ -272,3 +285,91 @@ def test_bad_arguments_are_named() -> None:
         evaluate(next_step, cruise, 1, seed=0)
     with pytest.raises(ValueError, match="video_policy 'x' is not one of"):
         evaluate_policies(SimulatorConfig(), {"cruise": cruise}, 1, video_policy="x", out_dir=".")
+
+
+# ------------------------------------------------------------------ the embedded backend
+# What trainers-rl's closed-loop tests asserted of its embedded-only evaluator, now of this one.
+SIM = SimulatorConfig(route_length=150.0, max_episode_steps=250)
+EXPERT_SIM = dataclasses.replace(SIM, expert_action=True)
+SEED = 1_000_000
+
+
+def _embedded(sim: SimulatorConfig,
+              policy: BatchPolicy,
+              episodes: int,
+              seed: int,
+              num_envs: int | None = None) -> dict[str, Any]:
+    envs = make_vector_env(num_envs or episodes, sim)
+    try:
+        return evaluate(envs, policy, episodes, seed, name=getattr(policy, "__name__", "policy"))
+    finally:
+        envs.close()
+
+
+@pytest.fixture(scope="module")
+def embedded_autopilot() -> dict[str, Any]:
+    return _embedded(EXPERT_SIM, autopilot_policy(), 8, SEED)
+
+
+def test_embedded_autopilot_drives_its_routes_and_random_does_not(
+        embedded_autopilot: dict[str, Any]) -> None:
+    autopilot = embedded_autopilot
+    assert autopilot["policy"] == "autopilot" and list(table_row(autopilot)) == ROW_KEYS
+    assert autopilot["collision_free"] >= 0.9 and autopilot["route_completion"] >= 0.9
+    assert autopilot["off_road"] == 0 and autopilot["mean_speed_mps"] > 15.0
+    episodes = autopilot["per_episode"]
+    assert [e["seed"] for e in episodes] == list(range(SEED, SEED + 8))
+    assert all(e["outcome"] in OUTCOMES for e in episodes)
+    # Distance driven is the route covered (from 5 m in to 5 m before the end).
+    done = [e for e in episodes if e["outcome"] == "route_completed"]
+    assert done and all(135.0 < e["distance_m"] < 145.0 for e in done)
+    assert autopilot["km_driven"] == pytest.approx(sum(e["distance_m"] for e in episodes) / 1000)
+    assert len({(e["steps"], round(e["mean_speed_mps"], 6)) for e in episodes}) > 4
+    rand = _embedded(SIM, random_policy(0), 8, SEED)
+    assert rand["completed"] == 0.0 and rand["route_completion"] < 0.3
+    assert rand["mean_speed_mps"] < 5.0 and rand["mean_abs_jerk"] > autopilot["mean_abs_jerk"]
+
+
+def test_an_embedded_episode_depends_on_its_seed_alone(embedded_autopilot: dict[str, Any]) -> None:
+    # Episode i of the batch is env seed SEED + i, whatever the other worlds do afterwards;
+    # with fewer envs than episodes each env plays its share in turn.
+    for i in (0, 5):
+        alone = _embedded(EXPERT_SIM, autopilot_policy(), 1, SEED + i)
+        assert alone["per_episode"] == [embedded_autopilot["per_episode"][i]]
+    assert _embedded(EXPERT_SIM, autopilot_policy(), 8, SEED) == embedded_autopilot
+    several = _embedded(EXPERT_SIM, autopilot_policy(), 5, SEED, num_envs=2)
+    assert [e["episode_of_env"] for e in several["per_episode"]] == [0, 0, 1, 1, 2]
+    assert several["per_episode"][:2] == [{
+        **e, "episode_of_env": 0
+    } for e in embedded_autopilot["per_episode"][:2]]
+
+
+def test_policies_that_end_every_episode_early_stop_the_run() -> None:
+    calls = []
+
+    def hard_left(obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        calls.append(1)
+        return np.tile(np.array([1.0, 1.0, 0.0], np.float32), (len(info["episode_step"]), 1))
+
+    summary = _embedded(dataclasses.replace(SIM, max_episode_steps=1000), hard_left, 3, SEED)
+    steps = [e["steps"] for e in summary["per_episode"]]
+    assert all(e["outcome"] == "off_road" for e in summary["per_episode"])
+    assert len(calls) == max(steps) < 100  # stopped when the last world went off the road
+
+
+def test_evaluate_policies_writes_report_and_a_replayed_video(tmp_path: Path) -> None:
+    policies = {"autopilot": autopilot_policy(), "random": random_policy(1)}
+    rows = evaluate_policies(SIM, policies, 2, SEED, tmp_path, video_policy="autopilot")
+    assert [r["policy"] for r in rows] == ["autopilot", "random"]
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["env_seeds"] == [SEED, SEED + 1] and set(report["wall_seconds"]) == set(policies)
+    first, second = report["policies"]
+    assert "video" not in second
+    # The video replays the first seed's episode: one frame before every step but the last.
+    frames = iio.imread(tmp_path / "episode.gif", index=None)
+    assert first["video"]["steps"] == first["per_episode"][0]["steps"] == len(frames) > 1
+    assert first["video"]["outcome"] == first["per_episode"][0]["outcome"]
+    # Random draws hash the episode seed and step: the replay alone is the batch's episode.
+    batch = _embedded(SIM, random_policy(3), 3, SEED)
+    alone = record_video(SIM, random_policy(3), SEED, tmp_path / "random.mp4")
+    assert alone == batch["per_episode"][0] and (tmp_path / "random.mp4").stat().st_size > 0

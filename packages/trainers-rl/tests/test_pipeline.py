@@ -4,15 +4,19 @@ a killed run resumes, and bad configs are refused before any work."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from carla_env.embedded import EmbeddedVectorEnv
-from driving_vla import DrivingVLA
+from carla_env.evaluation import BatchPolicy, evaluate_policies
+from driving_vla import DrivingVLA, DrivingVLAConfig
+from trainers_rl import pipeline
 from trainers_rl.cli import main
-from trainers_rl.evaluation.closed_loop import evaluate_policies, model_policy
+from trainers_rl.evaluation.policies import model_policy
 from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
 from trainyard_core.config import ConfigError, load_config
 
@@ -61,8 +65,8 @@ def test_make_train_pipeline_writes_one_complete_run_dir(
     cloned = DrivingVLA.from_pretrained(run_dir / "bc/model").eval()
     assert not np.array_equal(cloned.act(obs).numpy(), model.act(obs).numpy())
     cfg = load_config(DrivingRunConfig, files=[run_dir / "config.yaml"])
-    (bc_row,) = evaluate_policies(cfg.sim, {"bc": model_policy(cloned)}, cfg.eval.episodes,
-                                  cfg.eval.seed)
+    (bc_row,) = evaluate_policies(cfg.sim, {"bc": model_policy(cloned, sim=cfg.sim)},
+                                  cfg.eval.episodes, cfg.eval.seed)
     assert bc_row == summary["eval"][1]
 
     _resume_is_checked_against_the_run(tmp_path, run_dir, capsys)
@@ -80,6 +84,29 @@ def test_make_train_pipeline_writes_one_complete_run_dir(
     resumed = load_config(DrivingRunConfig, files=[run_dir / "config.yaml"])
     assert resumed.rl.ppo.total_timesteps == 384 and resumed.demos.episodes == 16
     assert resumed.resume == ""  # a copy of config.yaml starts a new run
+
+
+def test_carla_evaluation_is_the_same_evaluator_less_the_autopilot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # No CARLA server here: the evaluator is replaced by one that records what it was given.
+    given: dict[str, Any] = {}
+
+    def fake(sim: Any, policies: dict[str, BatchPolicy], *args: Any, **kwargs: Any) -> list:
+        given.update(sim=sim, policies=policies, args=args, **kwargs)
+        return [{"policy": name} for name in policies]
+
+    monkeypatch.setattr(pipeline, "evaluate_policies", fake)
+    cfg = load_config(DrivingRunConfig,
+                      files=[CONFIG],
+                      overrides=[*TINY, "sim.backend=carla", "eval.video=none"])
+    model = DrivingVLA(DrivingVLAConfig(hidden_size=32))
+    with caplog.at_level(logging.WARNING):
+        rows = pipeline._evaluate(cfg, tmp_path, model, model)
+    assert [r["policy"] for r in rows] == ["policy", "bc", "bc-waypoints", "random"]
+    assert "carla backend has no expert" in caplog.text and "autopilot" in caplog.text
+    # The training's servers, one env each, the same held-out seeds.
+    assert given["sim"].backend == "carla" and given["num_envs"] == cfg.rl.ppo.num_envs
+    assert given["args"][:2] == (cfg.eval.episodes, cfg.eval.seed)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -440,10 +440,15 @@ class CarlaDrivingEnv(DrivingEnv):
     def _observation_info(self, pose: bool = True) -> dict[str, Any]:
         """The contract's observation keys; ``pose=False``: the ego is gone (zeros)."""
         x, y, yaw = contract_pose(self.ego.get_transform()) if pose else (0.0, 0.0, 0.0)
+        speed = 0.0
+        if pose:
+            velocity = self.ego.get_velocity()
+            speed = math.hypot(velocity.x, velocity.y)  # as step_info's "velocity"
         return {
             "x": x,
             "y": y,
             "yaw": yaw,
+            "speed": speed,
             "episode_seed": self.episode_seed,
             "episode_step": self.steps,
         }

@@ -20,9 +20,10 @@ expert: the embedded backend's autopilot. The CARLA backend has none: the ``carl
 wheel ships only the client (``carla.libcarla``), not CARLA's ``agents.navigation`` (whose
 BasicAgent would give one), so ``expert_action=true`` is refused there.
 
-The ego speed is the event key ``velocity``: for an env that did not just end an episode it
-is the speed of the returned observation; after an autoreset it is the finished episode's
-last speed (the new episode's is ``state[:, 0] * speed_limit`` where ``state`` is observed).
+The ego speed is in both: the event key ``velocity`` is the step's (after an autoreset, the
+finished episode's last speed, which episode metrics need), the observation key ``speed`` is
+the returned observation's (after an autoreset, the new episode's first), which a controller
+acting on that observation needs when ``state`` is not observed.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ OBSERVATION_INFO_KEYS = (
     "x",  # m, world frame (x and y as the contract's: y to the left of x)
     "y",  # m
     "yaw",  # rad, counter-clockwise from +x
+    "speed",  # m/s, the ego's speed
     "episode_seed",  # int64: the seed the episode was reset with (replays it on embedded)
     "episode_step",  # int64: steps already taken in the episode (0 right after a reset)
 )

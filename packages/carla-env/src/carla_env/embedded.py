@@ -4,7 +4,7 @@
 the same step (``AutoresetMode.SAME_STEP``: the last observation is in ``info["final_obs"]``),
 the convention stable-baselines3 expects. ``EmbeddedDrivingEnv`` is the same machinery with
 N = 1 and no auto-reset, for ``gymnasium.make``. ``info`` follows ``carla_env.contract``: event
-keys of the step just taken, observation keys (pose, episode seed and step, the autopilot's
+keys of the step just taken, observation keys (pose, speed, episode seed and step, the autopilot's
 action with ``expert_action``) of the observation returned.
 """
 
@@ -93,6 +93,7 @@ class _Batch:
             "x": w.x.copy(),
             "y": w.y.copy(),
             "yaw": w.yaw.copy(),
+            "speed": w.v.copy(),
             "episode_seed": self.episode_seed.copy(),
             "episode_step": w.steps.astype(np.int64),
         }

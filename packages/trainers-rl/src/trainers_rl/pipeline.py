@@ -10,7 +10,8 @@ into one run directory and ends with the closed-loop evaluation table::
       rl/                  checkpoints/, monitor/, tensorboard/, eval_history.jsonl
       model/               the final DrivingVLA (``DrivingVLA.from_pretrained``)
       export/              model.onnx and model.pt (TorchScript), with their parity
-      eval.json            policy, behaviour cloning, autopilot and random on held-out seeds
+      eval.json            policy, behaviour cloning, autopilot (not on CARLA: no expert) and
+                           random on held-out seeds (carla_env.evaluation)
       episode.gif          one evaluation episode of the final policy
       learning_curve.png   training returns and evaluation during training
       summary.json         stage timings and where everything is
@@ -35,26 +36,18 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from carla_env import SimulatorConfig
 from carla_env.envs import make_vector_env
+from carla_env.evaluation import autopilot_policy, evaluate_policies, random_policy
 from driving_vla import DrivingVLA
-from trainers_rl.evaluation.closed_loop import (
-    autopilot_policy,
-    evaluate_closed_loop,
-    evaluate_policies,
-    evaluate_vector_env,
-    model_policy,
-    random_policy,
-    table_row,
-)
 from trainers_rl.evaluation.plots import plot_training
+from trainers_rl.evaluation.policies import model_policy, runnable_on
 from trainers_rl.imitation.bc import BCConfig, BCTrainingConfig, train_bc
 from trainers_rl.imitation.demos import DemoConfig, record_demos
 from trainers_rl.preflight import (
@@ -407,10 +400,10 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
             model.eval()
             # Always on the embedded simulator: cheap, and CARLA servers are busy training.
             sim = cfg.sim.as_embedded()
-            result = evaluate_closed_loop(sim, model_policy(model), cfg.rl.eval_episodes,
-                                          cfg.rl.eval_seed)
+            (row,) = evaluate_policies(sim, {"policy": model_policy(model, sim=sim)},
+                                       cfg.rl.eval_episodes, cfg.rl.eval_seed)
             model.train(was_training)
-            return {k: v for k, v in result.items() if isinstance(v, int | float)}
+            return {k: v for k, v in row.items() if isinstance(v, int | float)}
 
         record = RecordEvaluation(validate, rl_dir / "eval_history.jsonl")
         callbacks.append(AtRolloutStart(cfg.rl.eval_every, record))
@@ -422,59 +415,31 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
 
 def _evaluate(cfg: DrivingRunConfig, run_dir: Path, final: DrivingVLA,
               bc_model: DrivingVLA) -> list[dict[str, Any]]:
-    if cfg.sim.backend != "embedded":
-        return _evaluate_on_servers(cfg, run_dir, final, bc_model)
-    policies = {"policy": model_policy(final)}
+    """The final table: carla-env's one evaluator, the same rows on both backends.
+
+    Embedded: one world per held-out episode in a single batch. CARLA: the training's servers,
+    each playing episodes in turn; the autopilot row needs an expert that backend does not
+    have (``runnable_on`` leaves it out with a warning), every other row is there.
+    """
+    sim = cfg.sim
+    policies = {"policy": model_policy(final, sim=sim)}
     if cfg.rl.algorithm != "none":
-        policies["bc"] = model_policy(bc_model)
+        policies["bc"] = model_policy(bc_model, sim=sim)
     if cfg.eval.waypoints:
-        policies["bc-waypoints"] = model_policy(bc_model, mode="waypoints")
+        policies["bc-waypoints"] = model_policy(bc_model, mode="waypoints", sim=sim)
     policies["autopilot"] = autopilot_policy()
     policies["random"] = random_policy(cfg.eval.seed)
+    policies = runnable_on(sim, policies)
     video = None if cfg.eval.video == "none" else "policy"
-    return evaluate_policies(cfg.sim,
-                             policies,
-                             cfg.eval.episodes,
-                             cfg.eval.seed,
-                             run_dir,
-                             video_policy=video,
-                             video_format=cfg.eval.video if video else "gif")
-
-
-def _evaluate_on_servers(cfg: DrivingRunConfig, run_dir: Path, final: DrivingVLA,
-                         bc_model: DrivingVLA) -> list[dict[str, Any]]:
-    """CARLA: the same metrics, episodes played in turn on the training's servers.
-
-    The embedded autopilot reads the embedded world's state, so it has no row here; the
-    waypoint row needs that world too.
-    """
-    envs = make_vector_env(cfg.algorithm_config.num_envs, cfg.sim)
-    rng = np.random.default_rng(cfg.eval.seed)
-    space = cast(gym.spaces.Box, envs.single_action_space)
-    low, high = space.low, space.high
-
-    def uniform(obs: dict[str, np.ndarray]) -> np.ndarray:
-        return rng.uniform(low, high, (envs.num_envs, 3)).astype(np.float32)
-
-    acts = {"policy": lambda obs: final.act(obs).numpy(), "random": uniform}
-    if cfg.rl.algorithm != "none":
-        acts["bc"] = lambda obs: bc_model.act(obs).numpy()
-    summaries = []
-    try:
-        for name, act in acts.items():
-            summaries.append(
-                evaluate_vector_env(envs, act, cfg.eval.episodes, cfg.eval.seed, name=name))
-    finally:
-        envs.close()
-    report = {
-        "format": "trainyard-closed-loop/1",
-        "episodes": cfg.eval.episodes,
-        "backend": cfg.sim.backend,
-        "simulator": dataclasses.asdict(cfg.sim),
-        "policies": summaries,
-    }
-    atomic_write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
-    return [table_row(s) for s in summaries]
+    return evaluate_policies(
+        sim,
+        policies,
+        cfg.eval.episodes,
+        cfg.eval.seed,
+        run_dir,
+        video_policy=video,
+        video_format=cfg.eval.video if video else "gif",
+        num_envs=None if sim.backend == "embedded" else cfg.algorithm_config.num_envs)
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:

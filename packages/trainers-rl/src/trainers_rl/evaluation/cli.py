@@ -1,7 +1,10 @@
 """``trainers-rl evaluate``: drive a saved DrivingVLA (and baselines) closed-loop, report.
 
-Writes ``eval.json`` (every policy's summary and per-episode records) and one episode video to
-the output directory, and prints the summary table.
+One evaluator (``carla_env.evaluation``) on either backend: the embedded batch (one world per
+episode) or CARLA servers (one server, episodes in turn), the same rows on both except the
+autopilot, which needs an expert the CARLA backend does not have. Writes ``eval.json`` (every
+policy's summary and per-episode records) and one episode video to the output directory, and
+prints the summary table.
 """
 
 from __future__ import annotations
@@ -14,16 +17,10 @@ from typing import Any
 from rich.console import Console
 
 from carla_env import SimulatorConfig
+from carla_env.evaluation import BatchPolicy, autopilot_policy, evaluate_policies, random_policy
 from driving_vla import DrivingVLA
-from trainers_rl.evaluation.closed_loop import (
-    MODEL_MODES,
-    BatchPolicy,
-    autopilot_policy,
-    evaluate_policies,
-    model_policy,
-    random_policy,
-)
 from trainers_rl.evaluation.controller import ControllerConfig
+from trainers_rl.evaluation.policies import MODEL_MODES, model_policy, runnable_on
 from trainyard_core.config import ConfigError
 from trainyard_core.table import print_table
 
@@ -47,7 +44,9 @@ class EvaluateConfig:
             "help": "controls (control head), waypoints (waypoint head + controller) "
                     "or both"
         })
-    episodes: int = dataclasses.field(default=100, metadata={"help": "episodes, one per env seed"})
+    episodes: int = dataclasses.field(
+        default=100,
+        metadata={"help": "episodes (embedded: one per env seed; CARLA: in turn on one server)"})
     seed: int = dataclasses.field(
         default=1_000_000,
         metadata={"help": "first env seed (training uses seeds below 1,000,000)"})
@@ -59,7 +58,8 @@ class EvaluateConfig:
     video: str = dataclasses.field(
         default="gif", metadata={"help": "episode video of the first policy: gif, mp4 or none"})
     baselines: bool = dataclasses.field(
-        default=True, metadata={"help": "also evaluate the autopilot and a random policy"})
+        default=True,
+        metadata={"help": "also evaluate the autopilot (where the backend has one) and random"})
     controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
     sim: SimulatorConfig = dataclasses.field(default_factory=SimulatorConfig)
 
@@ -103,19 +103,17 @@ def load_model(path: str | Path, sim: SimulatorConfig) -> DrivingVLA:
 
 def run_evaluate(cfg: EvaluateConfig) -> list[dict[str, Any]]:
     """The whole ``evaluate`` command; returns the table rows it prints."""
-    if cfg.sim.backend != "embedded":
-        raise ConfigError(f"closed-loop evaluation in this command runs on the embedded backend "
-                          f"only, got sim.backend={cfg.sim.backend!r}")
     if not cfg.model and not cfg.baselines:
         raise ConfigError("nothing to evaluate: give --model or keep --baselines")
     policies: dict[str, BatchPolicy] = {}
     if cfg.model:
         model = load_model(cfg.model, cfg.sim)
         for mode in cfg.modes:
-            policies[f"model-{mode}"] = model_policy(model, mode, cfg.controller)
+            policies[f"model-{mode}"] = model_policy(model, mode, cfg.controller, sim=cfg.sim)
     if cfg.baselines:
         policies["autopilot"] = autopilot_policy()
         policies["random"] = random_policy(cfg.seed)
+    policies = runnable_on(cfg.sim, policies)
     video = None if cfg.video == "none" else next(iter(policies))
     out = Path(cfg.output_dir)
     rows = evaluate_policies(cfg.sim,
@@ -125,7 +123,8 @@ def run_evaluate(cfg: EvaluateConfig) -> list[dict[str, Any]]:
                              out_dir=out,
                              video_policy=video,
                              video_format="gif" if video is None else cfg.video)
-    last = cfg.seed + cfg.episodes - 1
+    # One env per episode on the embedded backend, one server on CARLA (evaluate_policies).
+    last = cfg.seed + (cfg.episodes - 1 if cfg.sim.backend == "embedded" else 0)
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # logs: room for every column unfolded

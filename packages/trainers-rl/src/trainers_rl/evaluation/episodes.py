@@ -1,4 +1,8 @@
-"""Episodes on held-out seeds, for a trained policy and for baselines beside it."""
+"""Episodes on held-out seeds of a generic Gymnasium env (``trainers-rl ppo``: CartPole and
+the like), for a trained policy and a random baseline beside it.
+
+Driving is evaluated elsewhere: ``carla_env.evaluation`` and its baselines.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,13 @@ Policy = Callable[[Any], Any]
 
 
 def random_policy(env: gym.Env, seed: int) -> Policy:
-    """Uniform random actions from ``env``'s action space, reproducible from ``seed``."""
+    """Uniform random actions from ``env``'s action space, reproducible from ``seed``.
+
+    For non-driving envs only: an arbitrary env has no driving contract (no episode seed and
+    step in ``info``) and any kind of action space, so ``action_space.sample()`` is the one
+    random that fits all of them. The driving random is ``carla_env.evaluation.random_policy``,
+    whose draws follow the episode so a replay gets the same actions.
+    """
     space = env.action_space
     space.seed(seed)
     return lambda _obs: space.sample()

@@ -1,5 +1,10 @@
 """Expert demonstrations from the embedded simulator's autopilot, as a dataset on disk.
 
+The recorder uses the Gymnasium contract alone (``carla_env.contract``): the env is built by
+``make_vector_env`` with ``expert_action`` on, the expert's action and the ego pose of each
+observation come from its ``info`` keys (``expert_action``, ``x``, ``y``, ``yaw``), so any
+backend with an expert could record.
+
 A dataset is a directory: ``meta.json`` (what was recorded, with which settings) and
 ``data.npz`` (one array per observation key, plus ``actions`` and ``waypoints``: the ego's
 next ``trajectory_length`` positions, ``stride`` steps apart, in the ego frame at each step).
@@ -15,10 +20,12 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 
 from carla_env import SimulatorConfig
-from carla_env.embedded import EmbeddedVectorEnv
+from carla_env.contract import EXPERT_KEY
+from carla_env.envs import make_vector_env
 from trainyard_core.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["DemoConfig", "load_demos", "record_demos"]
@@ -67,8 +74,17 @@ def record_demos(sim: SimulatorConfig, cfg: DemoConfig, out_dir: str | Path) -> 
     out = Path(out_dir)
     if (out / "meta.json").exists():
         raise FileExistsError(f"{out} already holds a dataset (meta.json)")
-    envs = EmbeddedVectorEnv(min(cfg.num_envs, cfg.episodes), sim)
-    obs, _ = envs.reset(seed=cfg.seed)
+    envs = make_vector_env(min(cfg.num_envs, cfg.episodes),
+                           dataclasses.replace(sim, expert_action=True))
+    try:
+        return _record(envs, sim, cfg, out)
+    finally:
+        envs.close()
+
+
+def _record(envs: gym.vector.VectorEnv, sim: SimulatorConfig, cfg: DemoConfig, out: Path) -> Path:
+    # info describes the observation returned with it: its expert action and pose.
+    obs, info = envs.reset(seed=cfg.seed)
     n = envs.num_envs
     keys = list(sim.observation_keys)
     current: list[dict[str, list[Any]]] = [_empty(keys) for _ in range(n)]
@@ -76,16 +92,17 @@ def record_demos(sim: SimulatorConfig, cfg: DemoConfig, out_dir: str | Path) -> 
     finished = outcomes = 0
     rng = np.random.default_rng(cfg.seed)
     noise = np.zeros((n, 3), np.float32)
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    space = cast(gym.spaces.Box, envs.single_action_space)
+    low, high = space.low, space.high
     while finished < cfg.episodes:
-        actions = envs.autopilot()
-        world = envs.world
+        actions = np.asarray(info[EXPERT_KEY], dtype=np.float32)
+        pose_x, pose_y, pose_yaw = info["x"], info["y"], info["yaw"]
         for i in range(n):
             episode = current[i]
             for key in keys:
                 episode[key].append(obs[key][i])
             episode["actions"].append(actions[i])
-            episode["pose"].append((world.x[i], world.y[i], world.yaw[i]))
+            episode["pose"].append((pose_x[i], pose_y[i], pose_yaw[i]))
         if cfg.action_noise > 0:
             # Perturb what is executed, not the label, so the data shows recoveries.
             rho = cfg.noise_correlation
@@ -95,6 +112,7 @@ def record_demos(sim: SimulatorConfig, cfg: DemoConfig, out_dir: str | Path) -> 
             executed = np.clip(actions + noise, low, high)
         else:
             executed = actions
+        # Event keys (route_completed) are the finished step's; observation keys the new obs's.
         obs, _, terminated, truncated, info = envs.step(executed)
         for done in np.flatnonzero(terminated | truncated).tolist():
             if finished < cfg.episodes:
