@@ -100,18 +100,21 @@ def world_digest(case: str) -> str:
     return h.hexdigest()
 
 
-# Recorded at e919310 (before the world was split into rooms).
+# Recorded at e919310 (before the world was split into rooms), then moved once on purpose:
+# MOBIL's "nobody alongside" test took every other car to be 4.6 m long (the ego's length as
+# a literal); it now uses each car's own length. Moved: both urban digests, ring's env and
+# rain's world digest (the other runs never met a car that the two rules judge apart).
 ENV_DIGESTS = {
     "highway": "1bd3921741f112d5cc36ee03a00244f8dd0b45769f7251a00e5dac742cb10e26",
-    "urban": "8b94a18023e7151284ab1136a0c2330a08931ab853fed5131688f629fc63dd14",
-    "ring": "9881c492ad3dc1c951f70a0a614640f8b88bfb6dc6da11fbdcb92f3b0cb2e8db",
+    "urban": "7ab766c9de87e8165fff69183add731a4b17b1c13de3fa59dcf093ef8a73d991",
+    "ring": "fad5bba55b2a2f40d4f6f3a324d09d45f710df5e66717d52523274dccf023f5c",
     "rain": "9790220a49684664a53d8f9f7ea7f089ea36e40443ecbf5c4d1da9e039b03cc1",
 }
 WORLD_DIGESTS = {
     "highway": "e69d3bda796075c11970a0b9a4c6d01c213f91896d61887f5142eebdce74d9e9",
-    "urban": "4832955df84025d58b4f40c2d9ae746799e322a11b43b53487c6f3c49ce60fde",
+    "urban": "d45ade1f9dfdf318d5ae2d48ba1a9c014e79172a0504e03ff24ba4cdb6e27950",
     "ring": "9df6dcc964457b320706ef6d45a5a3b549b7efa95e31ceac2a6af11ef48ca685",
-    "rain": "f1c9b1ddaa202757ac50c8c576a34d186aef0b4f0cf7e3d6308e5b0554fea283",
+    "rain": "49509c71707a1f36dee3237c9c0d23c960928eda300c4e0ce3ea72fc69666027",
 }
 
 

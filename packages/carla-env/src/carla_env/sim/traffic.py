@@ -58,8 +58,7 @@ _MOBIL_THRESHOLD = 0.2  # m/s^2 of gain a change must bring
 _MOBIL_KEEP_RIGHT = 0.15  # m/s^2 bias towards the right (lower-numbered) lane
 _MOBIL_SAFE_BRAKE = 4.0  # m/s^2 the new follower may be made to brake at most
 _MOBIL_MIN_GAP = 2.0  # metres of bumper gap to the new leader and follower
-_MOBIL_ALONGSIDE = 3.0  # metres of clearance ahead and behind from any car in the target lane
-_ALONGSIDE_LENGTH = 4.6  # the length every other car is taken to have in that test
+_MOBIL_ALONGSIDE = 3.0  # metres between bumpers from any car of the target lane
 _CENTRED = 0.1  # metres from its lane's centre: a car still changing lanes does not decide
 # Purposes of counter_rng draws, keyed with the slot (at reset) or (step, slot) (recycling).
 _DRAW_ACTIVE, _DRAW_S, _DRAW_LANE, _DRAW_DESIRED, _DRAW_LENGTH = 10, 11, 12, 13, 14
@@ -242,7 +241,8 @@ def _change_lanes(traffic: Traffic, p: WorldParams, deciding: np.ndarray, agents
     others_d, others_v = agents.d[world], agents.v[world]
     my_lane, my_v = traffic.lane[world, car], traffic.v[world, car]
     my_desired_v, my_length = traffic.desired_v[world, car], traffic.length[world, car]
-    # Every agent's length (the ego's last) and centre distance from the deciding car.
+    # Every agent's length (the ego's, EgoParams', last) and centre distance from the deciding
+    # car.
     agent = np.arange(k + 1)
     others_length = np.where(agent < k, traffic.length[world][:, np.minimum(agent, k - 1)],
                              p.ego.length)
@@ -274,8 +274,9 @@ def _change_lanes(traffic: Traffic, p: WorldParams, deciding: np.ndarray, agents
         # Its acceleration today is taken as on a free road (cheap, and errs on changing).
         follower_old_acc = idm_acceleration(follower_v, follower_desired_v, np.inf, follower_v,
                                             p.idm)
+        # Alongside: less than _MOBIL_ALONGSIDE between bumpers, with each car's own length.
         alongside = in_lane & (np.abs(centre_to) < 0.5 *
-                               (my_length[:, None] + _ALONGSIDE_LENGTH) + _MOBIL_ALONGSIDE)
+                               (my_length[:, None] + others_length) + _MOBIL_ALONGSIDE)
         alongside[rows, car] = False
         safe = ~has_follower | (follower_new_acc > -_MOBIL_SAFE_BRAKE)
         safe &= (lead_gap > _MOBIL_MIN_GAP) & (follow_gap > _MOBIL_MIN_GAP)
