@@ -18,8 +18,7 @@ def _blocked_car(bumper_gap_behind: float) -> World:
     Car 2 stands still, so it need not brake for car 0 and only the alongside rule (3 m
     between bumpers) can keep car 0 from moving over. Every traffic car is 4.0 m long.
     """
-    params = dataclasses.replace(world_params(SimulatorConfig(scenario="highway")),
-                                 max_vehicles=3)
+    params = dataclasses.replace(world_params(SimulatorConfig(scenario="highway")), max_vehicles=3)
     world = World(params, 1)
     world.reset(np.array([0]), np.array([7]))
     t, w = world.traffic, world.lane_width
