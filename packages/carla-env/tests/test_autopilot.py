@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from carla_env import SimulatorConfig
 from carla_env.cli import main
-from carla_env.evaluate import evaluate_baseline
+from carla_env.evaluation import BASELINES, evaluate_policies
+
+EPISODES = 100
 
 SHORT_ROUTE = 100.0
 """Metres of route for the random comparison: the expert's slowest of 100 episodes needs 65
@@ -19,13 +22,16 @@ BUDGET = 400
 neither off-road nor crashed drives until the 1,000-step timeout (two thirds of urban episodes)."""
 
 
+def _rows(cfg: SimulatorConfig, *names: str) -> list[dict[str, Any]]:
+    return evaluate_policies(cfg, {name: BASELINES[name]() for name in names}, EPISODES)
+
+
 @pytest.mark.parametrize(("scenario", "goal"), [("highway", 0.95), ("urban", 0.90)])
 def test_autopilot_completes_routes_without_collision(scenario: str, goal: float) -> None:
-    cfg = SimulatorConfig(scenario=scenario)
-    expert = evaluate_baseline(cfg, "autopilot", episodes=100)
+    [expert] = _rows(SimulatorConfig(scenario=scenario), "autopilot")
     print(f"{scenario}: autopilot {expert}")
-    assert expert["route_completed"] >= goal
-    assert expert["collision"] + expert["off_road"] <= 1 - goal
+    assert expert["completed"] >= goal
+    assert (1 - expert["collision_free"]) + expert["off_road"] / EPISODES <= 1 - goal
 
 
 @pytest.mark.parametrize(("scenario", "goal"), [("highway", 0.95), ("urban", 0.90)])
@@ -35,12 +41,11 @@ def test_random_policy_fails_routes_the_expert_completes(scenario: str, goal: fl
     cfg = dataclasses.replace(SimulatorConfig(scenario=scenario),
                               route_length=SHORT_ROUTE,
                               max_episode_steps=BUDGET)
-    expert = evaluate_baseline(cfg, "autopilot", episodes=100)
-    random = evaluate_baseline(cfg, "random", episodes=100)
+    expert, random = _rows(cfg, "autopilot", "random")
     print(f"{scenario}, {SHORT_ROUTE:.0f} m in {BUDGET} steps: autopilot {expert}, random {random}")
-    assert expert["route_completed"] >= goal
-    assert random["route_completed"] < 0.05
-    assert random["route_progress"] < 0.5
+    assert expert["completed"] >= goal
+    assert random["completed"] < 0.05
+    assert random["route_completion"] < 0.5
 
 
 def test_baselines_command_prints_table_and_video(tmp_path: Path,
@@ -51,5 +56,8 @@ def test_baselines_command_prints_table_and_video(tmp_path: Path,
         str(video), "route_length=120", "--scenario", "urban"
     ]) == 0
     out = capsys.readouterr().out
-    assert "autopilot" in out and "random" in out and "route_completed" in out
+    # The closed-loop table's columns, one row per baseline.
+    for word in ("autopilot", "random", "collision_free", "lane_invasions", "mean_abs_jerk"):
+        assert word in out
+    assert out.rstrip().endswith(f"video: {video}")
     assert video.stat().st_size > 10_000

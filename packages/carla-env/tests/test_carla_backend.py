@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Any
 
 import carla
 import gymnasium as gym
@@ -20,6 +21,7 @@ from carla_env.carla_backend import (
     RouteTracker,
     apply_sync_settings,
     bgra_to_rgb,
+    contract_pose,
     lane_geometry,
     neighbor_features,
     release_sync_settings,
@@ -27,7 +29,7 @@ from carla_env.carla_backend import (
     vehicle_control,
 )
 from carla_env.carla_client import CarlaConnectionError, connect
-from carla_env.contract import INFO_KEYS, observation_space
+from carla_env.contract import INFO_KEYS, OBSERVATION_INFO_KEYS, observation_space
 from carla_env.embedded import EmbeddedDrivingEnv
 from carla_env.reward import DrivingReward, RewardConfig, compute_reward
 
@@ -100,8 +102,15 @@ def test_one_reward_serves_both_backends() -> None:
     env = DrivingReward(EmbeddedDrivingEnv(), weights)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(np.array([0.5, 0.0, 0.0], np.float32))
-    assert tuple(info) == tuple(carla_info)
+    assert tuple(info) == tuple(carla_info) + OBSERVATION_INFO_KEYS
     assert reward == pytest.approx(float(compute_reward(info, weights)))
+
+
+def test_pose_in_the_contract_frame() -> None:
+    # CARLA: y to the right, yaw clockwise in degrees; the contract: y left, yaw in radians.
+    x, y, yaw = contract_pose(_tf(3.0, 4.0, 90.0))
+    assert (x, y) == (3.0, -4.0) and yaw == pytest.approx(-math.pi / 2)
+    assert contract_pose(_tf(0.0, 0.0, 350.0))[2] == pytest.approx(math.radians(10.0))
 
 
 def test_red_light_and_off_road_from_carla_types() -> None:
@@ -142,9 +151,146 @@ def test_live_server_episode() -> None:
             obs, reward, terminated, truncated, info = env.step(
                 np.array([0.5, 0.0, 0.0], np.float32))
             assert tuple(k for k in info if k in INFO_KEYS) == INFO_KEYS
+            assert all(k in info for k in OBSERVATION_INFO_KEYS)
             assert np.isfinite(reward)
             if terminated or truncated:
                 break
         assert obs["camera"].any()
     finally:
         env.close()
+
+
+class _FakeWaypoint:
+    """A driving-lane waypoint on a straight road along CARLA's +x (its centre at y = 0)."""
+
+    lane_width = 3.5
+    lane_id = -1
+    lane_type = carla.LaneType.Driving
+
+    def __init__(self, x: float) -> None:
+        self.transform = _tf(x, 0.0, 0.0)
+
+    def next(self, distance: float) -> list[_FakeWaypoint]:
+        return [_FakeWaypoint(self.transform.location.x + distance)]
+
+    def get_right_lane(self) -> None:
+        return None
+
+    get_left_lane = get_right_lane
+
+
+class _FakeActor:
+    """The ego (moving along +x at 10 m/s per unit of throttle) or a sensor."""
+
+    def __init__(self, actor_id: int, transform: carla.Transform) -> None:
+        self.id = actor_id
+        self.transform = transform
+        self.speed = 0.0
+
+    def apply_control(self, control: carla.VehicleControl) -> None:
+        self.speed = 10.0 * control.throttle
+
+    def get_transform(self) -> carla.Transform:
+        return self.transform
+
+    def get_location(self) -> carla.Location:
+        return self.transform.location
+
+    def get_velocity(self) -> carla.Vector3D:
+        return carla.Vector3D(self.speed, 0.0, 0.0)
+
+    def is_at_traffic_light(self) -> bool:
+        return False
+
+    def get_speed_limit(self) -> float:
+        return 90.0  # km/h
+
+    def listen(self, callback: Any) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _FakeServer:
+    """What ``CarlaDrivingEnv`` calls on a client, its world, map and blueprint library."""
+
+    SPAWN = _tf(0.0, 2.0, 10.0)  # 2 m right of the lane centre, heading 10 degrees right
+
+    def __init__(self) -> None:
+        self.ego: _FakeActor | None = None
+        self.ids = 0
+
+    def __getattr__(self, name: str) -> Any:
+        # The world, traffic manager, blueprint and settings calls: nothing to check there.
+        return lambda *args, **kwargs: self
+
+    def get_map(self) -> _FakeServer:
+        return self
+
+    name = "Carla/Maps/Town04"
+
+    def get_spawn_points(self) -> list[carla.Transform]:
+        return [self.SPAWN]
+
+    def get_settings(self) -> carla.WorldSettings:
+        return carla.WorldSettings()
+
+    def filter(self, pattern: str) -> list[Any]:
+        return []
+
+    def _spawn(self, transform: carla.Transform) -> _FakeActor:
+        self.ids += 1
+        return _FakeActor(self.ids, transform)
+
+    def try_spawn_actor(self, blueprint: Any, transform: carla.Transform) -> _FakeActor:
+        self.ego = self._spawn(carla.Transform(transform.location, transform.rotation))
+        return self.ego
+
+    def spawn_actor(self, blueprint: Any, transform: carla.Transform, attach_to: Any) -> _FakeActor:
+        return self._spawn(transform)
+
+    def get_waypoint(self, location: carla.Location, **kwargs: Any) -> _FakeWaypoint:
+        return _FakeWaypoint(location.x)
+
+    def tick(self, timeout: float) -> int:
+        assert self.ego is not None
+        loc = self.ego.transform.location
+        self.ego.transform = carla.Transform(
+            carla.Location(x=loc.x + self.ego.speed * 0.1, y=loc.y, z=loc.z),
+            self.ego.transform.rotation)
+        return 1
+
+    def apply_batch_sync(self, commands: list[Any], sync: bool) -> list[Any]:
+        return []
+
+
+def test_carla_env_fills_the_contracts_observation_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carla_env import carla_backend
+    from carla_env.envs import ContractInfo
+    from carla_env.evaluation import evaluate, random_policy
+
+    monkeypatch.setattr(carla_backend, "connect", lambda *args: _FakeServer())
+    cfg = SimulatorConfig(backend="carla",
+                          observation_keys=["state"],
+                          max_vehicles=0,
+                          render=False,
+                          max_episode_steps=4)
+    env = carla_backend.CarlaDrivingEnv(cfg)
+    _, info = env.reset(seed=3)
+    assert tuple(info) == OBSERVATION_INFO_KEYS
+    # The contract's frame: y and yaw positive to the left, where CARLA's point right.
+    assert (info["x"], info["y"]) == (0.0, -2.0) and info["yaw"] == pytest.approx(-0.1745, 1e-3)
+    assert info["episode_step"] == 0 and isinstance(info["episode_seed"], int)
+    assert env.reset(seed=3)[1]["episode_seed"] == info["episode_seed"]
+    assert env.reset(seed=4)[1]["episode_seed"] != info["episode_seed"]
+    _, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0], np.float32))
+    assert tuple(info) == INFO_KEYS + OBSERVATION_INFO_KEYS
+    assert info["episode_step"] == 1 and info["x"] == pytest.approx(1.0)
+    assert info["velocity"] == pytest.approx(10.0)
+    # Through Gymnasium's vector env and ContractInfo, as make_vector_env builds it.
+    sync = gym.vector.SyncVectorEnv([lambda: carla_backend.CarlaDrivingEnv(cfg)] * 2,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    summary = evaluate(ContractInfo(sync, cfg), random_policy(0), 3, seed=0)
+    assert [e["outcome"] for e in summary["per_episode"]] == ["timeout"] * 3
+    assert [e["steps"] for e in summary["per_episode"]] == [4] * 3

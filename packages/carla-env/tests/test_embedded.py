@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from carla_env import ENV_ID, SimulatorConfig
-from carla_env.contract import INFO_KEYS, STATE_FEATURES
+from carla_env.contract import EXPERT_KEY, INFO_KEYS, OBSERVATION_INFO_KEYS, STATE_FEATURES
 from carla_env.embedded import EmbeddedDrivingEnv, EmbeddedVectorEnv, world_params
 from carla_env.sim.world import World
 
@@ -66,11 +66,52 @@ def test_a_world_does_not_depend_on_its_batch() -> None:
 
 def test_info_has_the_contract_keys() -> None:
     env = EmbeddedDrivingEnv()
-    env.reset(seed=0)
+    _, reset_info = env.reset(seed=0)
+    assert tuple(reset_info) == OBSERVATION_INFO_KEYS and reset_info["episode_step"] == 0
     _, _, _, _, info = env.step(np.array([0.5, 0.0, 0.0], np.float32))
-    assert tuple(info) == INFO_KEYS
+    assert tuple(info) == INFO_KEYS + OBSERVATION_INFO_KEYS
+    assert info["episode_step"] == 1 and info["episode_seed"] == reset_info["episode_seed"]
+    assert isinstance(info["episode_seed"], int) and isinstance(info["x"], float)
     obs, _ = env.reset(seed=0)
     assert obs["state"].shape == (len(STATE_FEATURES),)
+    expert = EmbeddedDrivingEnv(SimulatorConfig(expert_action=True))
+    _, reset_info = expert.reset(seed=0)
+    np.testing.assert_array_equal(reset_info[EXPERT_KEY], expert.autopilot())
+    assert reset_info[EXPERT_KEY].shape == (3,)
+
+
+def test_observation_keys_describe_the_new_episode_after_an_autoreset() -> None:
+    n = 6
+    envs = EmbeddedVectorEnv(n, SimulatorConfig(scenario="urban", expert_action=True))
+    _, info = envs.reset(seed=11)
+    assert set(info) == {*OBSERVATION_INFO_KEYS, EXPERT_KEY}
+    first_seeds = info["episode_seed"].copy()
+    assert info["episode_seed"].dtype == np.int64 and (info["episode_step"] == 0).all()
+    # Worlds 0-2 steer hard left and crash; the others follow the autopilot.
+    hard_left = np.array([1.0, 1.0, 0.0], np.float32)
+    step = 0
+    while step < 200:
+        step += 1
+        actions = info[EXPERT_KEY].copy()
+        actions[:3] = hard_left
+        _, _, terminated, truncated, info = envs.step(actions)
+        done = terminated | truncated
+        if done.any():
+            break
+    assert done[:3].any() and not done[3:].any()
+    # Event keys: the finished episode's last step; observation keys: the new episode's.
+    assert (info["collision"] | info["off_road"])[done].all()
+    assert (info["episode_step"][done] == 0).all() and (info["episode_step"][~done] == step).all()
+    assert (info["episode_seed"][done] != first_seeds[done]).all()
+    assert (info["episode_seed"][~done] == first_seeds[~done]).all()
+    w = envs.world
+    for key, value in (("x", w.x), ("y", w.y), ("yaw", w.yaw)):
+        np.testing.assert_array_equal(info[key], value)
+    np.testing.assert_array_equal(info[EXPERT_KEY], envs.autopilot())
+    assert info[EXPERT_KEY].shape == (n, 3) and info[EXPERT_KEY].dtype == np.float32
+    # Off by default: training does not pay for the expert.
+    _, plain = EmbeddedVectorEnv(2).reset(seed=0)
+    assert EXPERT_KEY not in plain
 
 
 @pytest.mark.parametrize(("action", "message"), [

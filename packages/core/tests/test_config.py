@@ -9,11 +9,13 @@ import pytest
 
 from trainyard_core.config import (
     ConfigError,
+    accepts_aliases,
     file_digest,
     load_config,
     peek_value,
     resume_config,
     save_config,
+    to_yaml,
 )
 
 
@@ -174,3 +176,75 @@ def test_peek_value_reads_one_key_from_the_layers(tmp_path: Path) -> None:
     assert peek_value(Train, "lora.rank", files=[file]) == 3
     # Other settings are not validated: the full config may be valid only on the run's base.
     assert peek_value(Train, "resume", overrides=["batch_size=0", "resume=r"]) == "r"
+
+
+@accepts_aliases
+@dataclasses.dataclass
+class Clip:
+    clip_range: float = dataclasses.field(default=0.2,
+                                          metadata={"aliases": ("clip_epsilon", "clip")})
+    n_epochs: int = dataclasses.field(default=10, metadata={"aliases": ("num_epochs",)})
+
+
+@dataclasses.dataclass
+class Run:
+    name: str = "run"
+    ppo: Clip = dataclasses.field(default_factory=Clip)
+
+
+def test_alias_in_yaml_overrides_and_constructor(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text("ppo:\n  clip_epsilon: 0.1\n  num_epochs: 3\n")
+    assert load_config(Run, files=[old]).ppo == Clip(clip_range=0.1, n_epochs=3)
+    assert load_config(Run, overrides=["ppo.clip=0.3"]).ppo.clip_range == 0.3
+    # A later layer under the new name wins over an earlier one under the old, as always.
+    assert load_config(Run, files=[old], overrides=["ppo.clip_range=0.4"]).ppo.clip_range == 0.4
+    assert Clip(clip_epsilon=0.5, num_epochs=2) == Clip(clip_range=0.5, n_epochs=2)
+    assert Clip(clip_epsilon=0.5, clip_range=0.5).clip_range == 0.5  # the same value is fine
+
+
+def test_alias_is_never_a_field_of_its_own(tmp_path: Path) -> None:
+    text = to_yaml(load_config(Run, overrides=["ppo.clip_epsilon=0.1"]))
+    assert "clip_range: 0.1" in text and "clip_epsilon" not in text
+    assert [f.name for f in dataclasses.fields(Clip)] == ["clip_range", "n_epochs"]
+
+
+def test_name_and_alias_given_differently_is_an_error(tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text("ppo:\n  clip_epsilon: 0.1\n  clip_range: 0.3\n")
+    with pytest.raises(ConfigError,
+                       match=r"both\.yaml.*ppo\.clip_epsilon is the old name of ppo\.clip_range"):
+        load_config(Run, files=[both])
+    with pytest.raises(ConfigError, match=r"ppo\.num_epochs is the old name of ppo\.n_epochs"):
+        load_config(Run, overrides=["ppo.num_epochs=2", "ppo.n_epochs=3"])
+    with pytest.raises(ValueError, match=r"clip_epsilon=0\.1 and clip_range=0\.3 both given"):
+        Clip(clip_epsilon=0.1, clip_range=0.3)
+    same = tmp_path / "same.yaml"
+    same.write_text("ppo:\n  clip_epsilon: 0.1\n  clip_range: 0.1\n")
+    assert load_config(Run, files=[same], overrides=["ppo.n_epochs=3",
+                                                     "ppo.num_epochs=3"]).ppo.n_epochs == 3
+
+
+def test_saved_config_with_old_names_resumes(tmp_path: Path) -> None:
+    saved = tmp_path / "config.yaml"
+    saved.write_text("name: run\nppo:\n  clip_epsilon: 0.1\n  num_epochs: 4\n")
+    cfg = resume_config(Run, saved, overrides=["name=again"], free=("name",))
+    assert cfg.ppo == Clip(clip_range=0.1, n_epochs=4) and cfg.name == "again"
+    assert peek_value(Run, "ppo.clip_range", [saved]) == 0.1
+    assert peek_value(Run, "ppo.clip_range", overrides=["ppo.clip_epsilon=0.7"]) == 0.7
+    with pytest.raises(ConfigError,
+                       match=r"ppo\.clip_range: the run has 0\.1, given 0\.2 "
+                       r"\(from override 'ppo\.clip_epsilon=0\.2'\)"):
+        resume_config(Run, saved, overrides=["ppo.clip_epsilon=0.2"])
+
+
+def test_alias_flags_on_the_command_line() -> None:
+    import argparse
+
+    from trainyard_core.cli import add_config_arguments, config_from_args, parse_args
+
+    parser = argparse.ArgumentParser(prog="t")
+    add_config_arguments(parser, Run)
+    args = parse_args(parser, ["--ppo.clip-epsilon", "0.15", "--ppo.num-epochs", "7"])
+    assert config_from_args(Run, args).ppo == Clip(clip_range=0.15, n_epochs=7)
+    assert "old name: clip_epsilon, clip" in parser.format_help()

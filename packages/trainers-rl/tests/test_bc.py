@@ -14,8 +14,8 @@ import torch
 
 from carla_env import SimulatorConfig
 from driving_vla import DrivingVLA
-from trainers_rl.bc import BCConfig, train_bc
-from trainers_rl.demos import DemoConfig, load_demos, record_demos
+from trainers_rl.imitation.bc import BCConfig, train_bc
+from trainers_rl.imitation.demos import DemoConfig, load_demos, record_demos
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_torchrun_matches_a_single_process(demos: Path, tmp_path: Path) -> None:
     # Loopback for gloo: a sandbox's hostname may not resolve to a usable interface.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     result = subprocess.run([
-        str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "trainers_rl.bc",
+        str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "trainers_rl.imitation.bc",
         f"data_dir={demos}", f"output_dir={tmp_path / 'two'}", "epochs=2", "batch_size=64"
     ],
                             capture_output=True,

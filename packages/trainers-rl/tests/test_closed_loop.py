@@ -17,7 +17,7 @@ from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from trainers_rl.cli import main
-from trainers_rl.closed_loop import (
+from trainers_rl.evaluation.closed_loop import (
     OUTCOMES,
     autopilot_policy,
     evaluate_closed_loop,
@@ -236,7 +236,7 @@ def test_evaluate_command_rejects_bad_input(tmp_path: Path, capsys: pytest.Captu
 def test_vector_env_evaluation_matches_one_world_per_episode() -> None:
     # The CARLA path, on the embedded backend: with as many envs as episodes, it plays the
     # same first episodes as evaluate_closed_loop; with fewer, envs play several in a row.
-    from trainers_rl.closed_loop import evaluate_vector_env
+    from trainers_rl.evaluation.closed_loop import evaluate_vector_env
 
     sim = SimulatorConfig(max_episode_steps=120, route_length=150.0)
     envs = EmbeddedVectorEnv(4, sim)

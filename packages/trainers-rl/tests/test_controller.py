@@ -10,8 +10,8 @@ import pytest
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from carla_env.sim.vehicles import EgoParams, bicycle_step
-from trainers_rl.controller import ControllerConfig, WaypointController
-from trainers_rl.demos import DemoConfig, _waypoints, load_demos, record_demos
+from trainers_rl.evaluation.controller import ControllerConfig, WaypointController
+from trainers_rl.imitation.demos import DemoConfig, _waypoints, load_demos, record_demos
 
 
 def straight(speed: float, n: int = 10, dt: float = 0.5) -> np.ndarray:

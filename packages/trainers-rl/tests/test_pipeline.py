@@ -12,7 +12,7 @@ import pytest
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA
 from trainers_rl.cli import main
-from trainers_rl.closed_loop import evaluate_policies, model_policy
+from trainers_rl.evaluation.closed_loop import evaluate_policies, model_policy
 from trainers_rl.pipeline import DrivingRunConfig, run_pipeline
 from trainyard_core.config import ConfigError, load_config
 
@@ -20,7 +20,7 @@ CONFIG = Path(__file__).parents[3] / "configs" / "train" / "driving.yaml"
 TINY = [
     "sim.max_episode_steps=150", "sim.route_length=120", "demos.episodes=16", "demos.num_envs=8",
     "bc.epochs=2", "bc.batch_size=64", "bc.hidden_size=32", "rl.ppo.num_envs=4",
-    "rl.ppo.num_steps=32", "rl.ppo.batch_size=64", "rl.ppo.total_timesteps=256",
+    "rl.ppo.n_steps=32", "rl.ppo.batch_size=64", "rl.ppo.total_timesteps=256",
     "rl.ppo.value_warmup_steps=128", "rl.ppo.checkpoint_every=128", "rl.eval_every=128",
     "rl.eval_episodes=3", "eval.episodes=6", "tracking.tensorboard=false"
 ]

@@ -11,8 +11,8 @@ from stable_baselines3 import PPO
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.policies import driving_vla_policy_kwargs, to_driving_vla
-from trainers_rl.vec_env import SB3VecEnv
+from trainers_rl.rl.policies import driving_vla_policy_kwargs, to_driving_vla
+from trainers_rl.rl.vec_env import SB3VecEnv
 
 
 @pytest.mark.parametrize("keys", [["state", "neighbors"], ["camera", "state"]])

@@ -15,8 +15,8 @@ from trainyard_core.config import ConfigError, load_config
 def test_ppo_run_beats_random_and_writes_run_dir(tmp_path: Path) -> None:
     argv = [
         "ppo", "--output-dir",
-        str(tmp_path), "ppo.total_timesteps=20000", "ppo.num_steps=32", "ppo.batch_size=256",
-        "ppo.num_epochs=20", "ppo.gamma=0.98", "ppo.gae_lambda=0.8", "ppo.learning_rate=1e-3",
+        str(tmp_path), "ppo.total_timesteps=20000", "ppo.n_steps=32", "ppo.batch_size=256",
+        "ppo.n_epochs=20", "ppo.gamma=0.98", "ppo.gae_lambda=0.8", "ppo.learning_rate=1e-3",
         "eval.episodes=5", "--no-tracking.tensorboard"
     ]
     assert main(argv) == 0

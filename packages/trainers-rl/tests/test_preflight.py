@@ -23,8 +23,8 @@ CONFIG = ROOT / "configs" / "train" / "driving.yaml"
 CARLA_CONFIG = ROOT / "configs" / "train" / "driving_carla.yaml"
 TRAINERS_RL = Path(sys.executable).parent / "trainers-rl"
 TINY_PPO = [
-    "ppo.total_timesteps=512", "ppo.num_envs=4", "ppo.num_steps=64", "ppo.batch_size=128",
-    "ppo.num_epochs=1", "ppo.device=cpu", "eval.episodes=2"
+    "ppo.total_timesteps=512", "ppo.num_envs=4", "ppo.n_steps=64", "ppo.batch_size=128",
+    "ppo.n_epochs=1", "ppo.device=cpu", "eval.episodes=2"
 ]
 
 

@@ -15,7 +15,7 @@ import torch
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
 from trainyard_core.config import ConfigError
 
 SCRIPT = """
@@ -26,15 +26,15 @@ import torch
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
 
 torch.set_num_threads(1)
 run_dir = Path(sys.argv[1])
 if len(sys.argv) > 2:  # resume: the environment comes back from the checkpoint too
     trainer = PPOTrainer.resume(run_dir, run_dir=run_dir)
 else:
-    config = PPOConfig(policy="driving_vla", hidden_size=64, num_envs=4, num_steps=32,
-                       batch_size=64, num_epochs=2, total_timesteps=128 * 16,
+    config = PPOConfig(policy="driving_vla", hidden_size=64, num_envs=4, n_steps=32,
+                       batch_size=64, n_epochs=2, total_timesteps=128 * 16,
                        checkpoint_every=128, keep_checkpoints=50, device="cpu", seed=3)
     env = EmbeddedVectorEnv(4, SimulatorConfig(max_episode_steps=60))
     trainer = PPOTrainer(config, env=env, run_dir=run_dir)
@@ -80,9 +80,9 @@ def _trainer(tmp_path: Path, **overrides: object) -> PPOTrainer:
     config = PPOConfig(policy="driving_vla",
                        hidden_size=32,
                        num_envs=2,
-                       num_steps=16,
+                       n_steps=16,
                        batch_size=32,
-                       num_epochs=1,
+                       n_epochs=1,
                        total_timesteps=32,
                        device="cpu")
     sim = SimulatorConfig(max_episode_steps=40, **overrides)  # type: ignore[arg-type]

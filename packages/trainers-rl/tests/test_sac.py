@@ -16,9 +16,9 @@ import torch
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.policies import sac_policy_kwargs
-from trainers_rl.ppo import PPOConfig, PPOTrainer
-from trainers_rl.sac import SACConfig, SACTrainer
+from trainers_rl.rl.policies import sac_policy_kwargs
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.sac import SACConfig, SACTrainer
 from trainyard_core.config import ConfigError, load_config
 
 SIM = SimulatorConfig(max_episode_steps=50)
@@ -51,7 +51,7 @@ import torch
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.sac import SACConfig, SACTrainer
+from trainers_rl.rl.sac import SACConfig, SACTrainer
 
 torch.set_num_threads(1)  # the same float arithmetic in every run
 mode, out = sys.argv[1], Path(sys.argv[2])
@@ -239,9 +239,9 @@ def test_resumed_sac_run_equals_the_uninterrupted_one_from_the_warm_up(
 
 def test_resuming_a_ppo_checkpoint_as_sac_names_both(tmp_path: Path) -> None:
     config = PPOConfig(num_envs=2,
-                       num_steps=8,
+                       n_steps=8,
                        batch_size=16,
-                       num_epochs=1,
+                       n_epochs=1,
                        total_timesteps=16,
                        device="cpu")
     PPOTrainer(config, env=EmbeddedVectorEnv(2, SIM), run_dir=tmp_path).train(progress_bar=False)

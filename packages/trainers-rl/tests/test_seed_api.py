@@ -15,7 +15,7 @@ from trainers_rl import PPOConfig, PPOTrainer, SACConfig
 from trainers_rl.pipeline import DrivingRunConfig
 from trainyard_core.config import ConfigError, load_config
 
-SMALL: dict[str, Any] = {"num_steps": 32, "batch_size": 32, "num_epochs": 2, "device": "cpu"}
+SMALL: dict[str, Any] = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "device": "cpu"}
 
 
 def _model() -> DrivingVLA:
@@ -84,3 +84,23 @@ def test_alpha_from_yaml_and_overrides(tmp_path: Path) -> None:
         load_config(DrivingRunConfig, overrides=["rl.sac.alpha=-1"])
     with pytest.raises(ConfigError, match=r"alpha=0.2 and ent_coef=0.3 both set"):
         load_config(DrivingRunConfig, overrides=["rl.sac.alpha=0.2", "rl.sac.ent_coef=0.3"])
+
+
+def test_ppo_fields_have_sb3_names_and_the_seed_names_as_aliases(tmp_path: Path) -> None:
+    seed = PPOConfig(clip_epsilon=0.1, num_epochs=3, num_steps=64)
+    assert (seed.clip_range, seed.n_epochs, seed.n_steps) == (0.1, 3, 64)
+    trainer = PPOTrainer(seed, EmbeddedVectorEnv(2, SimulatorConfig()), _model())
+    assert (trainer.model.n_epochs, trainer.model.n_steps) == (3, 64)
+    assert trainer.model.clip_range(1.0) == 0.1
+    # A run config saved before the rename (old names) still loads, and resumes.
+    old = tmp_path / "config.yaml"
+    old.write_text("rl:\n  ppo:\n    clip_epsilon: 0.1\n    num_steps: 64\n    num_epochs: 3\n")
+    ppo = load_config(DrivingRunConfig, files=[old]).rl.ppo
+    assert (ppo.clip_range, ppo.n_steps, ppo.n_epochs) == (0.1, 64, 3)
+    with pytest.raises(ConfigError,
+                       match=r"rl\.ppo\.clip_epsilon is the old name of "
+                       r"rl\.ppo\.clip_range"):
+        load_config(DrivingRunConfig,
+                    overrides=["rl.ppo.clip_epsilon=0.1", "rl.ppo.clip_range=0.3"])
+    with pytest.raises(ValueError, match=r"num_steps=64 and n_steps=32 both given"):
+        PPOConfig(num_steps=64, n_steps=32)

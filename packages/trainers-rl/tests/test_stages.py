@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.bc import train_bc
 from trainers_rl.cli import main
+from trainers_rl.imitation.bc import BCConfig, train_bc
 from trainers_rl.pipeline import STAGE_DONE, DrivingRunConfig, stage_done
 from trainyard_core.config import load_config
 
@@ -76,7 +76,10 @@ def test_run_killed_while_saving_the_cloned_model_clones_again(tmp_path: Path) -
     # The clone is the one an uninterrupted run makes: same demonstrations, same settings.
     reference = tmp_path / "reference"
     bc = load_config(DrivingRunConfig, files=[run_dir / "config.yaml"]).bc
-    train_bc(dataclasses.replace(bc, data_dir=str(run_dir / "demos"), output_dir=str(reference)))
+    train_bc(
+        BCConfig(**dataclasses.asdict(bc),
+                 data_dir=str(run_dir / "demos"),
+                 output_dir=str(reference)))
     expected = DrivingVLA.from_pretrained(reference / "model").state_dict()
     actual = DrivingVLA.from_pretrained(bc_dir / "model").state_dict()
     assert expected.keys() == actual.keys()

@@ -7,8 +7,8 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
-from trainers_rl.vec_env import SB3VecEnv
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.vec_env import SB3VecEnv
 
 
 def test_terminal_observations_and_truncation_reach_sb3() -> None:
@@ -30,9 +30,9 @@ def test_ppo_learns_to_stay_on_the_road() -> None:
     cfg = SimulatorConfig(observation_keys=["state"], traffic_density=0.0, max_episode_steps=200)
     adapter = SB3VecEnv(EmbeddedVectorEnv(32, cfg))
     trainer = PPOTrainer(PPOConfig(num_envs=32,
-                                   num_steps=64,
+                                   n_steps=64,
                                    batch_size=512,
-                                   num_epochs=4,
+                                   n_epochs=4,
                                    total_timesteps=20_480,
                                    learning_rate=3e-4,
                                    seed=1,

@@ -6,6 +6,11 @@ runs synchronously with a seed. Sensor data is matched to the frame ``world.tick
 returns. Geometry is converted to the contract's convention: x forward, y and steer positive
 to the left (CARLA's y axis and steer point right).
 
+``info`` carries the contract's event keys for the step and its observation keys (pose,
+episode seed and step) for the returned observation. There is no ``expert_action``: the
+``carla`` wheel ships the client only, not CARLA's ``agents.navigation`` (BasicAgent), so this
+backend has no expert and ``SimulatorConfig`` refuses ``expert_action`` on it.
+
 The pure functions here take and return ``carla`` types, so their logic is tested with the
 real client library where no server is running.
 """
@@ -31,7 +36,7 @@ from carla_env.reward import RewardConfig, compute_reward
 
 __all__ = [
     "CarlaDrivingEnv", "RouteTracker", "apply_render_settings", "apply_sync_settings",
-    "bgra_to_rgb", "lane_geometry", "neighbor_features", "release_sync_settings",
+    "bgra_to_rgb", "contract_pose", "lane_geometry", "neighbor_features", "release_sync_settings",
     "spectator_transform", "step_info", "vehicle_control"
 ]
 
@@ -89,6 +94,13 @@ def spectator_transform(ego: Any) -> Any:
 
 def _wrap_deg(angle: float) -> float:
     return (angle + 180.0) % 360.0 - 180.0
+
+
+def contract_pose(transform: Any) -> tuple[float, float, float]:
+    """``(x, y, yaw)`` of a CARLA Transform in the contract's frame: metres and radians, y and
+    yaw positive to the left (CARLA's y axis points right, its yaw is clockwise in degrees)."""
+    loc = transform.location
+    return float(loc.x), -float(loc.y), -math.radians(_wrap_deg(transform.rotation.yaw))
 
 
 def lane_geometry(ego: Any, lane: Any) -> tuple[float, float]:
@@ -272,7 +284,10 @@ class CarlaDrivingEnv(DrivingEnv):
         super().reset(seed=seed)
         self._destroy_actors()
         _carla()
-        rng = self.np_random
+        # Each episode draws from its own seed (info["episode_seed"]), as the embedded
+        # backend's do: a baseline keyed on it acts the same in whichever env runs it.
+        self.episode_seed = int(self.np_random.integers(2**62))
+        rng = self._rng = np.random.default_rng(self.episode_seed)
         spawn_points = self.map.get_spawn_points()
         library = self.world.get_blueprint_library()
         ego_bp = library.find(EGO_BLUEPRINT)
@@ -299,7 +314,7 @@ class CarlaDrivingEnv(DrivingEnv):
         self.lane_id: int | None = None
         frame = self.world.tick(self.config.carla_timeout)
         self._collect(frame)
-        return self._observe(), {}
+        return self._observe(), self._observation_info()
 
     def _attach_sensors(self, library: Any) -> None:
         carla = _carla()
@@ -339,7 +354,7 @@ class CarlaDrivingEnv(DrivingEnv):
         ]
         batch = []
         for _n, i in enumerate(order[:count]):
-            bp = blueprints[int(self.np_random.integers(len(blueprints)))]
+            bp = blueprints[int(self._rng.integers(len(blueprints)))]
             batch.append(
                 carla.command.SpawnActor(bp, spawn_points[int(i)]).then(
                     carla.command.SetAutopilot(carla.command.FutureActor, True,
@@ -370,12 +385,12 @@ class CarlaDrivingEnv(DrivingEnv):
             # The server died: bring it back and end this episode as truncated, not lost.
             self._restart_server()
             info = {key: 0.0 for key in INFO_KEYS} | {"server_restarted": True}
-            return self._zeros(), 0.0, False, True, info
+            return self._zeros(), 0.0, False, True, info | self._observation_info(pose=False)
         self._collect(frame)
         if not self.config.headless:
             self.world.get_spectator().set_transform(spectator_transform(self.ego.get_transform()))
         self.steps += 1
-        info = self._info(action, frame)
+        info = self._info(action, frame) | self._observation_info()
         self.last_action = action
         reward = float(compute_reward(info, self.reward_cfg))
         terminated = bool(info["collision"] or info["off_road"] or info["route_completed"])
@@ -421,6 +436,17 @@ class CarlaDrivingEnv(DrivingEnv):
         self.prev_steer = float(action[1])
         self._invasions.clear()
         return info
+
+    def _observation_info(self, pose: bool = True) -> dict[str, Any]:
+        """The contract's observation keys; ``pose=False``: the ego is gone (zeros)."""
+        x, y, yaw = contract_pose(self.ego.get_transform()) if pose else (0.0, 0.0, 0.0)
+        return {
+            "x": x,
+            "y": y,
+            "yaw": yaw,
+            "episode_seed": self.episode_seed,
+            "episode_step": self.steps,
+        }
 
     def _observe(self) -> dict[str, np.ndarray]:
         obs: dict[str, np.ndarray] = {}

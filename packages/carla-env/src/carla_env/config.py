@@ -146,6 +146,12 @@ class SimulatorConfig:
     image_width: int = 64
     image_height: int = 64
     seed: int = 0
+    expert_action: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "put the expert's action for each observation in info['expert_action'] "
+                    "(embedded backend only; costs an autopilot evaluation per step)"
+        })
     reward: RewardConfig = dataclasses.field(
         default_factory=RewardConfig,
         metadata={"help": "reward weights (seed 001's keys speed_weight, … accepted)"})
@@ -180,6 +186,10 @@ class SimulatorConfig:
         if self.carla_weather is not None and self.carla_weather not in CARLA_WEATHERS:
             raise ValueError(f"carla_weather must be a carla.WeatherParameters preset "
                              f"({', '.join(CARLA_WEATHERS[:4])}, …), got {self.carla_weather!r}")
+        if self.expert_action and self.backend != "embedded":
+            raise ValueError(f"expert_action=true needs a backend with an expert (embedded); "
+                             f"the {self.backend} backend has none (the carla package ships no "
+                             f"agents.navigation): set expert_action=false")
         if not self.render and "camera" in self.observation_keys:
             raise ValueError("render=False draws no frames, but observation_keys has camera: "
                              "set render=True or drop the camera observation")

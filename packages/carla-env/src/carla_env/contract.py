@@ -1,7 +1,28 @@
 """The Gymnasium contract both backends share: spaces, state features and info keys.
 
-A policy trained on one backend sees the same spaces on the other, and one reward function
-reads the same ``info`` keys from both.
+A policy trained on one backend sees the same spaces on the other, one reward function reads
+the same ``info`` keys from both, and one evaluator (``carla_env.evaluation``) and one
+demonstration recorder need nothing but ``reset``/``step``/``render`` and these keys.
+
+``info`` holds two kinds of keys, and the vector envs (same-step autoreset) keep them apart:
+
+- **event keys** (``INFO_KEYS``) describe the step just taken. When that step ended an
+  episode and the env was reset in the same call, they are still the finished episode's
+  (its collision, its last speed), which is what rewards and episode metrics need.
+  ``reset()`` does not return them.
+- **observation keys** (``OBSERVATION_INFO_KEYS``, and ``EXPERT_KEY`` where enabled) describe
+  the observation returned with them: after an autoreset, the NEW episode's first one. They
+  are returned by ``reset()`` too, so a policy can read them before its first action.
+
+``EXPERT_KEY`` (``expert_action``) is only there when ``SimulatorConfig.expert_action`` is on
+(it costs an expert evaluation per step, so training leaves it off) and the backend has an
+expert: the embedded backend's autopilot. The CARLA backend has none: the ``carla`` 0.9.16
+wheel ships only the client (``carla.libcarla``), not CARLA's ``agents.navigation`` (whose
+BasicAgent would give one), so ``expert_action=true`` is refused there.
+
+The ego speed is the event key ``velocity``: for an env that did not just end an episode it
+is the speed of the returned observation; after an autoreset it is the finished episode's
+last speed (the new episode's is ``state[:, 0] * speed_limit`` where ``state`` is observed).
 """
 
 from __future__ import annotations
@@ -13,8 +34,9 @@ from gymnasium import spaces
 from carla_env.config import SimulatorConfig
 
 __all__ = [
-    "ACTION_NAMES", "INFO_KEYS", "NEIGHBOR_FEATURES", "STATE_FEATURES", "DrivingEnv",
-    "action_space", "check_action", "observation_space"
+    "ACTION_NAMES", "EXPERT_BACKENDS", "EXPERT_KEY", "INFO_KEYS", "NEIGHBOR_FEATURES",
+    "OBSERVATION_INFO_KEYS", "STATE_FEATURES", "DrivingEnv", "action_space", "check_action",
+    "observation_space"
 ]
 
 ACTION_NAMES = ("throttle", "steer", "brake")
@@ -37,7 +59,8 @@ STATE_FEATURES = (
     "speed_limit",  # m/s / 30
 )
 NEIGHBOR_FEATURES = ("dx", "dy", "dvx", "dvy", "cos_yaw", "sin_yaw", "present")
-# Keys every step's info carries, on both backends.
+# Event keys: every step's info carries them, on both backends; they describe the step just
+# taken (after an autoreset, the finished episode's last step).
 INFO_KEYS = (
     "velocity",  # m/s
     "progress",  # m advanced along the route this step
@@ -53,6 +76,19 @@ INFO_KEYS = (
     "jerk",  # m/s^3
     "steer_change",  # |steer - previous steer|
 )
+# Observation keys: reset's and every step's info carry them, on both backends; they describe
+# the observation returned with them (after an autoreset, the new episode's first).
+OBSERVATION_INFO_KEYS = (
+    "x",  # m, world frame (x and y as the contract's: y to the left of x)
+    "y",  # m
+    "yaw",  # rad, counter-clockwise from +x
+    "episode_seed",  # int64: the seed the episode was reset with (replays it on embedded)
+    "episode_step",  # int64: steps already taken in the episode (0 right after a reset)
+)
+# The expert's action (float32 [throttle, steer, brake]) for the returned observation, with
+# SimulatorConfig.expert_action on a backend in EXPERT_BACKENDS.
+EXPERT_KEY = "expert_action"
+EXPERT_BACKENDS = ("embedded",)
 
 
 def action_space() -> spaces.Box:

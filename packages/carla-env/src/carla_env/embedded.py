@@ -3,7 +3,9 @@
 ``EmbeddedVectorEnv`` steps N worlds with one array call per step and resets finished ones in
 the same step (``AutoresetMode.SAME_STEP``: the last observation is in ``info["final_obs"]``),
 the convention stable-baselines3 expects. ``EmbeddedDrivingEnv`` is the same machinery with
-N = 1 and no auto-reset, for ``gymnasium.make``.
+N = 1 and no auto-reset, for ``gymnasium.make``. ``info`` follows ``carla_env.contract``: event
+keys of the step just taken, observation keys (pose, episode seed and step, the autopilot's
+action with ``expert_action``) of the observation returned.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from carla_env.autopilot import Autopilot
 from carla_env.config import SimulatorConfig
 from carla_env.contract import (
+    EXPERT_KEY,
     INFO_KEYS,
     NEIGHBOR_FEATURES,
     STATE_FEATURES,
@@ -68,11 +71,34 @@ class _Batch:
                                                          self.world.speed_limit, cfg.control_dt)
         self.prev_s = np.zeros(num_envs)
         self.prev_steer = np.zeros(num_envs)
+        self.episode_seed = np.zeros(num_envs, dtype=np.int64)
+        self._autopilot: Autopilot | None = None
 
     def reset(self, envs: np.ndarray, seeds: np.ndarray) -> None:
         self.world.reset(envs, seeds)
+        self.episode_seed[envs] = seeds
         self.prev_s[envs] = self.world.s[envs]
         self.prev_steer[envs] = 0.0
+
+    def autopilot(self) -> np.ndarray:
+        """The expert's actions (N, 3) for the worlds' current state."""
+        if self._autopilot is None:
+            self._autopilot = Autopilot(self.world)
+        return self._autopilot.act()
+
+    def observation_info(self) -> dict[str, np.ndarray]:
+        """The contract's observation keys, for the worlds' current (returned) state."""
+        w = self.world
+        info = {
+            "x": w.x.copy(),
+            "y": w.y.copy(),
+            "yaw": w.yaw.copy(),
+            "episode_seed": self.episode_seed.copy(),
+            "episode_step": w.steps.astype(np.int64),
+        }
+        if self.cfg.expert_action:
+            info[EXPERT_KEY] = self.autopilot()
+        return info
 
     def observe(self, envs: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Observations of every world, or of worlds ``envs`` only."""
@@ -255,7 +281,7 @@ class EmbeddedVectorEnv(VectorEnv):
             self._episode_rngs = [np.random.default_rng(s) for s in seeds]
         self.batch.reset(envs, self._next_seeds(envs))
         self._started = True
-        return self.batch.observe(), {}
+        return self.batch.observe(), self.batch.observation_info()
 
     def step(
         self, actions: np.ndarray
@@ -276,13 +302,16 @@ class EmbeddedVectorEnv(VectorEnv):
                 info["final_obs"][key][envs] = value
             info["_final_obs"] = done.copy()
             self.batch.reset(envs, self._next_seeds(envs))
+        info.update(self.batch.observation_info())
         return self.batch.observe(), reward, terminated, truncated, info
 
     def autopilot(self) -> np.ndarray:
-        """The expert's actions for the current state of every world."""
-        if not hasattr(self, "_autopilot"):
-            self._autopilot = Autopilot(self.world)
-        return self._autopilot.act()
+        """The expert's actions for the current state of every world.
+
+        Kept for callers that drive the embedded world directly; evaluation reads the same
+        actions from ``info["expert_action"]`` (``SimulatorConfig.expert_action``).
+        """
+        return self.batch.autopilot()
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array":
@@ -316,22 +345,25 @@ class EmbeddedDrivingEnv(DrivingEnv):
         episode_seed = int(self.np_random.integers(2**62))
         self.batch.reset(np.array([0]), np.array([episode_seed]))
         self._started = True
-        return self._unbatch(self.batch.observe()), {}
+        return self._unbatch(self.batch.observe()), self._single(self.batch.observation_info())
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
         if not self._started:
             raise RuntimeError("call reset() before step()")
         action = check_action(action)
         reward, terminated, truncated, info = self.batch.step(action[None])
-        single = {k: v[0].item() for k, v in info.items()}
+        info.update(self.batch.observation_info())
         return (self._unbatch(self.batch.observe()), float(reward[0]), bool(terminated[0]),
-                bool(truncated[0]), single)
+                bool(truncated[0]), self._single(info))
 
     def autopilot(self) -> np.ndarray:
         """The expert's action for the current state."""
-        if not hasattr(self, "_autopilot"):
-            self._autopilot = Autopilot(self.world)
-        return self._autopilot.act()[0]
+        return self.batch.autopilot()[0]
+
+    @staticmethod
+    def _single(info: dict[str, np.ndarray]) -> dict[str, Any]:
+        # Scalars as Python numbers; the expert's action stays a (3,) array.
+        return {k: v[0] if v.ndim > 1 else v[0].item() for k, v in info.items()}
 
     @staticmethod
     def _unbatch(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,13 +7,21 @@ The commands and flags follow the seed's ``carla_server_manager.sh`` (``start --
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from collections.abc import Sequence
 
 from carla_env.server_manager import QUALITIES, ServerConfig, ServerManager
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.cli import (
+    CommandError,
+    add_config_arguments,
+    config_from_args,
+    main_guard,
+    parse_args,
+)
 from trainyard_core.table import print_table
+
+log = logging.getLogger(__name__)
 
 # What each command does, shown by `carla-server --help`, `carla-server help` and its own help.
 COMMANDS = {
@@ -96,8 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, cfg)
     except (RuntimeError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
 
 
 def _run(args: argparse.Namespace, cfg: ServerConfig) -> int:
@@ -106,12 +113,13 @@ def _run(args: argparse.Namespace, cfg: ServerConfig) -> int:
         statuses = manager.restart() if args.action == "restart" else manager.start(wait=True)
         print_table("CARLA servers", [vars(s) for s in statuses])
         if not args.background:
-            print("following the first server's log; Ctrl-C stops the server(s)")
+            log.info("watching the server on port %d; Ctrl-C stops the server(s)", cfg.port)
             try:
                 while True:
                     time.sleep(5.0)
                     if not manager.status(cfg.port).running:
-                        print(manager.logs(cfg.port, 20))
+                        log.error("the server on port %d stopped; its last log lines:\n%s",
+                                  cfg.port, manager.logs(cfg.port, 20))
                         return 1
             except KeyboardInterrupt:
                 manager.stop()

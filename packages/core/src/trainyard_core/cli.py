@@ -89,7 +89,8 @@ class _Override(argparse.Action):
 
 
 def _flag_names(info: FieldInfo) -> list[str]:
-    names = [f"--{info.key.replace('_', '-')}"]
+    """The field's flag, its declared ``flags`` and one per alias (its old names)."""
+    names = [f"--{key.replace('_', '-')}" for key in (info.key, *info.aliases)]
     names += [f for f in info.flags if f not in names]
     return names
 

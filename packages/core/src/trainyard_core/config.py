@@ -8,6 +8,13 @@ keeps string fields from YAML's guessing (``name=yes`` stays the string ``"yes"`
 
 Validation beyond types belongs in each dataclass's ``__post_init__``: it runs once on the
 final, merged values.
+
+A field renamed keeps its old names as aliases: ``dataclasses.field(...,
+metadata={"aliases": ("clip_epsilon",)})``. An alias is accepted wherever the name is: in YAML
+files (saved run configs included), ``key=value`` overrides, command-line flags and, with
+``accepts_aliases`` on the class, as a constructor keyword; it is resolved to the field's name
+on the way in, so nothing downstream sees it. Giving a name and its alias with different
+values in one place (one YAML mapping, one command line) is an error naming both.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import hashlib
 import types
 import typing
@@ -31,8 +39,9 @@ from trainyard_core.io import atomic_write_text
 T = TypeVar("T")
 
 __all__ = [
-    "ConfigError", "FieldInfo", "check_resumable", "config_changes", "file_digest", "flatten",
-    "iter_fields", "load_config", "peek_value", "resume_config", "save_config", "to_yaml"
+    "ConfigError", "FieldInfo", "accepts_aliases", "check_resumable", "config_changes",
+    "file_digest", "flatten", "iter_fields", "load_config", "peek_value", "resolve_aliases",
+    "resume_config", "save_config", "to_yaml"
 ]
 
 
@@ -49,6 +58,7 @@ class FieldInfo:
     default: Any
     help: str
     flags: tuple[str, ...]
+    aliases: tuple[str, ...] = ()  # old dotted keys that mean this one
 
     @property
     def base_type(self) -> Any:
@@ -83,11 +93,79 @@ def iter_fields(cls: type, prefix: str = "") -> Iterator[FieldInfo]:
             default = f.default_factory()
         else:
             default = dataclasses.MISSING
+        aliases = _declared_aliases(f)
+        text = str(f.metadata.get("help", ""))
+        if aliases:
+            text = f"{text} (old name: {', '.join(aliases)})".strip()
         yield FieldInfo(key=key,
                         type=tp,
                         default=default,
-                        help=str(f.metadata.get("help", "")),
-                        flags=tuple(f.metadata.get("flags", ())))
+                        help=text,
+                        flags=tuple(f.metadata.get("flags", ())),
+                        aliases=tuple(f"{prefix}{a}" for a in aliases))
+
+
+def _declared_aliases(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    aliases = f.metadata.get("aliases", ())
+    if isinstance(aliases, str) or not all(isinstance(a, str) and a for a in aliases):
+        raise TypeError(f"field {f.name!r}: metadata 'aliases' must be a tuple of names, got "
+                        f"{aliases!r}")
+    return tuple(aliases)
+
+
+def _alias_map(cls: type) -> dict[str, str]:
+    """``{alias: field name}`` of one dataclass level."""
+    return {a: f.name for f in dataclasses.fields(cls) for a in _declared_aliases(f)}
+
+
+def accepts_aliases(cls: type[T]) -> type[T]:
+    """Class decorator (after ``@dataclass``): ``cls(...)`` also takes the fields' aliases as
+    keywords, so code written against the old names (``PPOConfig(clip_epsilon=0.2)``) and
+    saved configs holding them keep working. Both a name and its alias with different values
+    is a ``ValueError`` naming both."""
+    aliases = _alias_map(cls)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        for alias, name in aliases.items():
+            if alias in kwargs:
+                value = kwargs.pop(alias)
+                if name in kwargs and kwargs[name] != value:
+                    raise ValueError(f"{cls.__name__}: {alias}={value!r} and {name}="
+                                     f"{kwargs[name]!r} both given; {alias} is the old name of "
+                                     f"{name}, give one")
+                kwargs[name] = value
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+def resolve_aliases(cls: type,
+                    data: dict[str, Any],
+                    where: str,
+                    prefix: str = "") -> dict[str, Any]:
+    """A copy of the mapping ``data`` (settings for ``cls``, e.g. a YAML file's) with every
+    alias renamed to its field, in nested sections too; ``where`` names the source in the
+    error raised when a name and its alias are both given with different values."""
+    aliases = _alias_map(cls)
+    out = dict(data)
+    for alias, name in aliases.items():
+        if alias not in out:
+            continue
+        value = out.pop(alias)
+        if name in out and out[name] != value:
+            raise ConfigError(f"{where}: {prefix}{alias} is the old name of {prefix}{name}; both "
+                              f"given, with {value!r} and {out[name]!r}: give one")
+        out[name] = value
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = _strip_optional(hints[f.name])
+        if (isinstance(inner, type) and dataclasses.is_dataclass(inner) and
+                isinstance(out.get(f.name), dict)):
+            out[f.name] = resolve_aliases(inner, out[f.name], where, f"{prefix}{f.name}.")
+    return out
 
 
 def _field_index(cls: type) -> dict[str, FieldInfo]:
@@ -125,11 +203,18 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _canonical_keys(index: dict[str, FieldInfo]) -> dict[str, str]:
+    """``{dotted alias: dotted key}`` of every field."""
+    return {alias: info.key for info in index.values() for alias in info.aliases}
+
+
 def _parse_override(item: str, index: dict[str, FieldInfo], sections: set[str]) -> tuple[str, Any]:
+    """``(dotted key, value)`` of a ``key=value`` override; an alias gives its field's key."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not of the form key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
+    key = _canonical_keys(index).get(key, key)
     if key not in index:
         if key in sections:
             raise ConfigError(f"override {item!r} sets the section {key!r}; "
@@ -161,11 +246,13 @@ def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Itera
     for file in files:
         path = Path(file)
         try:
-            merged = typing.cast(DictConfig, OmegaConf.merge(merged, _load_yaml(path)))
+            merged = typing.cast(DictConfig, OmegaConf.merge(merged, _load_settings(cls, path)))
         except OmegaConfBaseException as exc:
             key = getattr(exc, "full_key", None)
             where = f" at key {key!r}" if key else ""
             raise ConfigError(f"config file {str(path)!r}{where}: {_describe(exc)}") from exc
+    overrides = list(overrides)
+    _check_alias_conflicts(overrides, index, sections)
     for item in overrides:
         key, value = _parse_override(item, index, sections)
         try:
@@ -182,6 +269,30 @@ def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Itera
     except (ValueError, TypeError) as exc:
         # Raised by a dataclass's __post_init__ on merged values.
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+
+def _load_settings(cls: type, path: Path) -> dict[str, Any]:
+    """A YAML file's settings for ``cls``, aliases resolved."""
+    return resolve_aliases(cls, _load_yaml(path), f"config file {str(path)!r}")
+
+
+def _check_alias_conflicts(overrides: list[str], index: dict[str, FieldInfo],
+                           sections: set[str]) -> None:
+    """Refuse one command line giving a key under its name and its alias, differently."""
+    aliases = _canonical_keys(index)
+    given: dict[str, dict[str, tuple[Any, str]]] = {}
+    for item in overrides:
+        spelled = item.split("=", 1)[0].strip()
+        key, value = _parse_override(item, index, sections)
+        given.setdefault(key, {})[spelled] = (value, item)
+    for key, spellings in given.items():
+        if key not in spellings or len(spellings) < 2:
+            continue
+        value, item = spellings[key]
+        for spelled, (other, other_item) in spellings.items():
+            if spelled != key and aliases.get(spelled) == key and other != value:
+                raise ConfigError(f"overrides {other_item!r} and {item!r}: {spelled} is the old "
+                                  f"name of {key}; both given, differently: give one")
 
 
 def _type_name(tp: Any) -> str:
@@ -251,11 +362,13 @@ def peek_value(cls: type, key: str, files: Iterable[str | Path] = (),
     sections = _section_keys(cls)
     value = index[key].default
     for file in files:
-        found, file_value = _lookup(_load_yaml(Path(file)), key)
+        found, file_value = _lookup(_load_settings(cls, Path(file)), key)
         if found:
             value = file_value
     for item in overrides:
-        if item.split("=", 1)[0].strip() == key:
+        if "=" in item and _canonical_keys(index).get(
+                item.split("=", 1)[0].strip(),
+                item.split("=", 1)[0].strip()) == key:
             value = _parse_override(item, index, sections)[1]
     return value
 
@@ -290,13 +403,15 @@ def resume_config(
     overrides = list(overrides)
     new = load_config(cls, files=[saved, *layered], overrides=overrides)
     sources: dict[str, str] = {}
+    index = _field_index(cls)
     for file in layered:
-        data = _load_yaml(file)
+        data = _load_settings(cls, file)
         for key in flatten(run):
             if _lookup(data, key)[0]:
                 sources[key] = f"file {str(file)!r}"
     for item in overrides:
-        sources[item.split("=", 1)[0].strip()] = f"override {item!r}"
+        spelled = item.split("=", 1)[0].strip()
+        sources[_canonical_keys(index).get(spelled, spelled)] = f"override {item!r}"
     check_resumable(run, new, saved, free, grow, sources)
     return new
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from carla_env import SimulatorConfig
-from trainers_rl.bc import BCConfig, train_bc
-from trainers_rl.demos import DemoConfig, record_demos
-from trainers_rl.envs import require_registered
-from trainers_rl.evaluate_cli import EvaluateConfig, run_evaluate
-from trainers_rl.evaluation import random_policy, run_episodes, summarize
+from trainers_rl.evaluation.cli import EvaluateConfig, run_evaluate
+from trainers_rl.evaluation.episodes import random_policy, run_episodes, summarize
+from trainers_rl.evaluation.plots import plot_learning_curve
+from trainers_rl.imitation.bc import BCConfig, train_bc
+from trainers_rl.imitation.demos import DemoConfig, record_demos
 from trainers_rl.pipeline import DrivingRunConfig, preflight, resolve_config, run_pipeline
-from trainers_rl.plots import plot_learning_curve
-from trainers_rl.ppo import PPOTrainer
 from trainers_rl.preflight import check_tracking, check_writable, wandb_extra
+from trainers_rl.rl.envs import require_registered
+from trainers_rl.rl.ppo import PPOTrainer
 from trainers_rl.run_config import PPORunConfig
 from trainyard_core.cli import (
     add_config_arguments,
@@ -30,6 +31,8 @@ from trainyard_core.config import save_config
 from trainyard_core.io import atomic_write_text
 from trainyard_core.table import print_table
 from trainyard_core.tracking import make_run_dir, start_wandb
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc = commands.add_parser("bc",
                              help="waypoint behaviour cloning of DrivingVLA (torchrun-ready)",
                              description="Train DrivingVLA's waypoint and control heads on a "
-                             "recorded dataset; same as python -m trainers_rl.bc.")
+                             "recorded dataset; same as python -m trainers_rl.imitation.bc.")
     add_config_arguments(bc, BCConfig)
     evaluate = commands.add_parser(
         "evaluate",
@@ -148,7 +151,7 @@ def run_ppo(cfg: PPORunConfig) -> dict[str, Any]:
         f"{cfg.ppo.env_id}: {cfg.eval.episodes} held-out episodes "
         f"({report['total_timesteps']} steps in {trainer.train_seconds:.1f} s, "
         f"{trainer.steps_per_second:.0f} steps/s)", rows)
-    print(f"run directory: {run_dir}")
+    log.info("run directory: %s", run_dir)
     report["run_dir"] = str(run_dir)
     return report
 

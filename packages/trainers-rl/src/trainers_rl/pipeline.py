@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -44,9 +45,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from carla_env import SimulatorConfig
 from carla_env.envs import make_vector_env
 from driving_vla import DrivingVLA
-from trainers_rl.bc import BCConfig, train_bc
-from trainers_rl.callbacks import EvalCallback
-from trainers_rl.closed_loop import (
+from trainers_rl.evaluation.closed_loop import (
     autopilot_policy,
     evaluate_closed_loop,
     evaluate_policies,
@@ -55,9 +54,9 @@ from trainers_rl.closed_loop import (
     random_policy,
     table_row,
 )
-from trainers_rl.demos import DemoConfig, record_demos
-from trainers_rl.plots import plot_training
-from trainers_rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.evaluation.plots import plot_training
+from trainers_rl.imitation.bc import BCConfig, BCTrainingConfig, train_bc
+from trainers_rl.imitation.demos import DemoConfig, record_demos
 from trainers_rl.preflight import (
     EXPORT_EXTRA,
     carla_extra,
@@ -66,9 +65,11 @@ from trainers_rl.preflight import (
     require_modules,
     wandb_extra,
 )
+from trainers_rl.rl.callbacks import AtRolloutStart, RecordEvaluation
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
+from trainers_rl.rl.sac import SACConfig, SACTrainer
+from trainers_rl.rl.trainer import Trainer
 from trainers_rl.run_config import EvalConfig
-from trainers_rl.sac import SACConfig, SACTrainer
-from trainers_rl.trainer import Trainer
 from trainyard_core.config import (
     ConfigError,
     check_resumable,
@@ -86,6 +87,8 @@ __all__ = [
     "RESUME_FREE", "RESUME_GROW", "STAGE_DONE", "DrivingRunConfig", "EvalStageConfig",
     "RLStageConfig", "preflight", "resolve_config", "run_pipeline", "stage_done"
 ]
+
+log = logging.getLogger(__name__)
 
 RESUME_FREE = ("resume", "name", "output_dir", "torch_threads", "tracking.*")
 """Settings a resumed run may change: where it is, what it is called, threads and logging.
@@ -166,7 +169,7 @@ class DrivingRunConfig:
         })
     sim: SimulatorConfig = dataclasses.field(default_factory=SimulatorConfig)
     demos: DemoConfig = dataclasses.field(default_factory=DemoConfig)
-    bc: BCConfig = dataclasses.field(default_factory=BCConfig)
+    bc: BCTrainingConfig = dataclasses.field(default_factory=BCTrainingConfig)
     rl: RLStageConfig = dataclasses.field(default_factory=RLStageConfig)
     eval: EvalStageConfig = dataclasses.field(default_factory=EvalStageConfig)
     export: bool = dataclasses.field(default=True, metadata={"help": "export ONNX and TorchScript"})
@@ -206,14 +209,14 @@ def _trainer_class(algorithm: str) -> type[Trainer]:
 def _stage(name: str, timings: dict[str, float], marker_dir: Path | None = None) -> Iterator[None]:
     """Time a stage and announce it (a run is minutes long; users watch it); with
     ``marker_dir``, mark that directory's stage finished once the block has succeeded."""
-    print(f"[{name}]", flush=True)
+    log.info("[%s]", name)
     start = time.perf_counter()
     yield
     timings[name] = round(time.perf_counter() - start, 2)
     if marker_dir is not None:
         marker = {"stage": name, "seconds": timings[name], "finished": time.time()}
         atomic_write_text(marker_dir / STAGE_DONE, json.dumps(marker, indent=2) + "\n")
-    print(f"[{name}] done in {timings[name]:.1f} s", flush=True)
+    log.info("[%s] done in %.1f s", name, timings[name])
 
 
 def stage_done(stage_dir: Path) -> bool:
@@ -334,12 +337,12 @@ def run_pipeline(cfg: DrivingRunConfig, config_files: Sequence[str | Path] = ())
     bc_dir = run_dir / "bc"
     if not stage_done(bc_dir):
         with _stage("behaviour cloning", timings, _redo(bc_dir)):
-            activation = "tanh" if cfg.rl.algorithm == "sac" else cfg.bc.control_activation
+            # SAC reads the control head through tanh; PPO (and shipping the clone) clip it.
             train_bc(
-                dataclasses.replace(cfg.bc,
-                                    data_dir=str(demos_dir),
-                                    output_dir=str(bc_dir),
-                                    control_activation=activation))
+                BCConfig(**dataclasses.asdict(cfg.bc),
+                         data_dir=str(demos_dir),
+                         output_dir=str(bc_dir),
+                         control_activation="tanh" if cfg.rl.algorithm == "sac" else "clip"))
     bc_model = DrivingVLA.from_pretrained(bc_dir / "model").eval()
 
     report: dict[str, Any] = {"run_dir": str(run_dir)}
@@ -382,7 +385,7 @@ def run_pipeline(cfg: DrivingRunConfig, config_files: Sequence[str | Path] = ())
     print_table(
         f"closed loop, {cfg.sim.scenario}: {cfg.eval.episodes} held-out episodes (seeds "
         f"{cfg.eval.seed}..{cfg.eval.seed + cfg.eval.episodes - 1})", [_row(r) for r in rows])
-    print(f"run directory: {run_dir}")
+    log.info("run directory: %s", run_dir)
     return report
 
 
@@ -392,14 +395,14 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
     cls = _trainer_class(cfg.rl.algorithm)
     if (rl_dir / "checkpoints").is_dir():
         trainer = cls.resume(rl_dir, env=env, run_dir=rl_dir)
-        print(f"resumed {cfg.rl.algorithm.upper()} at step {trainer.model.num_timesteps}")
+        log.info("resumed %s at step %d", cfg.rl.algorithm.upper(), trainer.model.num_timesteps)
     else:
         trainer = cls(alg, env=env, model=bc_model, run_dir=rl_dir)
     callbacks: list[BaseCallback] = []
     if cfg.rl.eval_every:
 
-        def validate(t: Trainer) -> dict[str, Any]:
-            model = t.driving_vla()
+        def validate() -> dict[str, Any]:
+            model = trainer.driving_vla()
             was_training = model.training
             model.eval()
             # Always on the embedded simulator: cheap, and CARLA servers are busy training.
@@ -409,8 +412,8 @@ def _train_rl(cfg: DrivingRunConfig, rl_dir: Path, bc_model: DrivingVLA) -> Trai
             model.train(was_training)
             return {k: v for k, v in result.items() if isinstance(v, int | float)}
 
-        callbacks.append(
-            EvalCallback(validate, trainer, cfg.rl.eval_every, rl_dir / "eval_history.jsonl"))
+        record = RecordEvaluation(validate, rl_dir / "eval_history.jsonl")
+        callbacks.append(AtRolloutStart(cfg.rl.eval_every, record))
     trainer.train(total_timesteps=alg.total_timesteps,
                   callback=callbacks,
                   tensorboard_dir=rl_dir / "tensorboard" if cfg.tracking.tensorboard else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainers_rl.ppo.config import PPOConfig
+from trainers_rl.rl.ppo.config import PPOConfig
 from trainyard_core.tracking import TrackingConfig
 
 __all__ = ["EvalConfig", "PPORunConfig"]

@@ -25,7 +25,7 @@ from carla_env.embedded import EmbeddedVectorEnv
 from carla_env.sim.counter_rng import uniform
 from carla_env.video import write_video
 from driving_vla import DrivingVLA
-from trainers_rl.controller import ControllerConfig, WaypointController
+from trainers_rl.evaluation.controller import ControllerConfig, WaypointController
 from trainyard_core.io import atomic_write_text
 
 __all__ = [

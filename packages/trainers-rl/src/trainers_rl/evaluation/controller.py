@@ -2,7 +2,7 @@
 
 A waypoint head predicts where the car should be, not which pedals to press; this controller
 turns those future positions (B, T, 2) in the ego frame (x forward, +y left, metres, ``dt``
-seconds apart as recorded by ``trainers_rl.demos``) into the simulator's actions
+seconds apart as recorded by ``trainers_rl.imitation.demos``) into the simulator's actions
 ``[throttle, steer, brake]``. The vehicle constants default to the embedded simulator's ego car
 (``carla_env.sim.vehicles.EgoParams``), so the feed-forward terms match what it will drive.
 """

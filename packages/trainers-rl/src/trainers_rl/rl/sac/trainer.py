@@ -10,8 +10,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.sac.config import SACConfig
-from trainers_rl.trainer import Trainer
+from trainers_rl.rl.policies import load_driving_vla_sac, sac_policy_kwargs, to_driving_vla_sac
+from trainers_rl.rl.sac.config import SACConfig
+from trainers_rl.rl.trainer import Trainer
 
 __all__ = ["SACTrainer"]
 
@@ -51,15 +52,11 @@ class SACTrainer(Trainer):
         return cast(SACPolicy, self.model.policy)
 
     def _driving_vla_policy_kwargs(self, config: DrivingVLAConfig) -> dict[str, Any]:
-        from trainers_rl.policies import sac_policy_kwargs
-
         actor_config = copy.deepcopy(config)
         actor_config.control_activation = "tanh"
         return sac_policy_kwargs(actor_config, self.config.qf_net_arch)
 
     def _load_driving_vla(self, model: DrivingVLA) -> None:
-        from trainers_rl.policies import load_driving_vla_sac
-
         if model.config.control_activation != "tanh":
             warnings.warn(
                 f"SACTrainer: the given DrivingVLA has control_activation="
@@ -71,6 +68,4 @@ class SACTrainer(Trainer):
         load_driving_vla_sac(self._sac_policy, model)
 
     def _export_driving_vla(self) -> DrivingVLA:
-        from trainers_rl.policies import to_driving_vla_sac
-
         return to_driving_vla_sac(self._sac_policy)

@@ -2,8 +2,8 @@
 
 Runs as one process or under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU) unchanged::
 
-    python -m trainers_rl.bc --config configs/sft_waypoint_bc.yaml
-    torchrun --nproc_per_node=2 -m trainers_rl.bc --config configs/sft_waypoint_bc.yaml
+    python -m trainers_rl.imitation.bc --config configs/sft_waypoint_bc.yaml
+    torchrun --nproc_per_node=2 -m trainers_rl.imitation.bc --config configs/sft_waypoint_bc.yaml
 
 Every rank draws the same shuffled global batch and takes its share of it, so with N ranks
 each step averages the gradient over the same samples a single process would see: the losses
@@ -27,21 +27,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.demos import load_demos
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainers_rl.imitation.demos import load_demos
+from trainyard_core.cli import (
+    add_config_arguments,
+    config_from_args,
+    main_guard,
+    parse_args,
+    progress_enabled,
+)
 from trainyard_core.io import atomic_directory, atomic_write_text
 
-__all__ = ["BCConfig", "train_bc"]
+__all__ = ["BCConfig", "BCTrainingConfig", "train_bc"]
 
 
 @dataclasses.dataclass
-class BCConfig:
-    """Behaviour cloning settings (the names of seed 000's sft_waypoint_bc.yaml)."""
+class BCTrainingConfig:
+    """How to clone: what the main job's ``bc`` section holds. Where the data comes from,
+    where the model goes and how its control head is read are the job's to decide (its
+    demonstrations, its run directory, its RL algorithm), so they are not settings there."""
 
-    data_dir: str = dataclasses.field(default="data/demos",
-                                      metadata={"help": "dataset from record-demos"})
-    output_dir: str = dataclasses.field(default="runs/bc",
-                                        metadata={"help": "where the DrivingVLA is saved"})
     epochs: int = 5
     batch_size: int = dataclasses.field(default=256,
                                         metadata={"help": "global batch, split across ranks"})
@@ -49,20 +53,34 @@ class BCConfig:
     waypoint_weight: float = 1.0
     control_weight: float = 1.0
     hidden_size: int = 128
-    control_activation: str = dataclasses.field(
-        default="clip",
-        metadata={"help": "clip (for PPO) or tanh (for SAC): how the control head is read"})
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclasses.dataclass
+class BCConfig(BCTrainingConfig):
+    """Behaviour cloning as a command of its own (the names of seed 000's
+    sft_waypoint_bc.yaml): the training settings, the dataset and where the model goes."""
+
+    data_dir: str = dataclasses.field(default="data/demos",
+                                      metadata={"help": "dataset from record-demos"})
+    output_dir: str = dataclasses.field(default="runs/bc",
+                                        metadata={"help": "where the DrivingVLA is saved"})
+    control_activation: str = dataclasses.field(
+        default="clip",
+        metadata={"help": "clip (for PPO) or tanh (for SAC): how the control head is read"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.control_activation not in ("clip", "tanh"):
             raise ValueError(f"control_activation must be clip or tanh, got "
                              f"{self.control_activation!r}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -105,7 +123,10 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.data_dir} holds {samples} samples, fewer than one batch of "
                          f"{cfg.batch_size}")
     losses = []
-    bar = tqdm(range(cfg.epochs), desc="behaviour cloning", unit="epoch", disable=rank != 0)
+    bar = tqdm(range(cfg.epochs),
+               desc="behaviour cloning",
+               unit="epoch",
+               disable=rank != 0 or not progress_enabled())
     for epoch in bar:
         order = np.random.default_rng(cfg.seed + epoch).permutation(samples)
         total = 0.0
@@ -144,7 +165,7 @@ def train_bc(cfg: BCConfig) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainers_rl.bc",
+    parser = argparse.ArgumentParser(prog="python -m trainers_rl.imitation.bc",
                                      description="Waypoint behaviour cloning of DrivingVLA.")
     add_config_arguments(parser, BCConfig)
     return parser
@@ -152,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @main_guard
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m trainers_rl.bc`` (also under torchrun)."""
+    """Entry point of ``python -m trainers_rl.imitation.bc`` (also under torchrun)."""
     cfg = config_from_args(BCConfig, parse_args(build_parser(), argv))
     report = train_bc(cfg)
     if int(os.environ.get("RANK", "0")) == 0:

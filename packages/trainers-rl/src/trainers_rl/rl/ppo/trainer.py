@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from trainers_rl.ppo.config import PPOConfig
-from trainers_rl.trainer import Trainer
+from trainers_rl.rl.ppo.config import PPOConfig
+from trainers_rl.rl.trainer import Trainer
 
 __all__ = ["PPOTrainer"]
 
@@ -24,11 +24,11 @@ class PPOTrainer(Trainer):
     def _algorithm_kwargs(self) -> dict[str, Any]:
         c = self.config
         return {
-            "n_steps": c.num_steps,
+            "n_steps": c.n_steps,
             "batch_size": c.batch_size,
-            "n_epochs": c.num_epochs,
+            "n_epochs": c.n_epochs,
             "gae_lambda": c.gae_lambda,
-            "clip_range": c.clip_epsilon,
+            "clip_range": c.clip_range,
             "ent_coef": c.ent_coef,
             "vf_coef": c.vf_coef,
             "max_grad_norm": c.max_grad_norm,

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from carla_env import ENV_ID
-from trainers_rl.algorithm_config import AlgorithmConfig
+from trainers_rl.rl.config import AlgorithmConfig
 
 __all__ = ["SACConfig", "parse_ent_coef"]
 

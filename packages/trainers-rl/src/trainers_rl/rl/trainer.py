@@ -4,16 +4,17 @@ stable-baselines3 runs the algorithm; this class decides what it trains on (a ba
 ``gymnasium`` vector env through ``SB3VecEnv``, any SB3 ``VecEnv``, or copies of a registered
 id), what it trains (DrivingVLA, optionally initialised from a checkpoint such as behaviour
 cloning's, or SB3's MLP), and how a run survives being killed: resumable checkpoints written
-at rollout boundaries (see ``trainers_rl.checkpoint``).
+at rollout boundaries (see ``trainers_rl.rl.checkpoint``).
 """
 
 from __future__ import annotations
 
 import abc
 import copy
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Self, cast
 
 import gymnasium as gym
 import torch
@@ -24,9 +25,20 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.algorithm_config import AlgorithmConfig
-from trainers_rl.envs import require_registered
-from trainers_rl.vec_env import SB3VecEnv
+from trainers_rl.rl.callbacks import AtRolloutStart, SaveCheckpoint
+from trainers_rl.rl.checkpoint import Checkpoint, StateBundle, open_checkpoint, save_checkpoint
+from trainers_rl.rl.config import AlgorithmConfig
+from trainers_rl.rl.envs import require_registered
+from trainers_rl.rl.policies import (
+    DrivingVLAExtractor,
+    driving_vla_policy_kwargs,
+    load_driving_vla,
+    to_driving_vla,
+)
+from trainers_rl.rl.vec_env import SB3VecEnv
+from trainyard_core.cli import progress_enabled
+from trainyard_core.config import ConfigError
+from trainyard_core.io import atomic_directory, publish
 
 __all__ = ["Trainer", "as_vec_env"]
 
@@ -80,12 +92,16 @@ class Trainer(abc.ABC):
                  model: DrivingVLA | None = None,
                  env: VecEnv | gym.vector.VectorEnv | gym.Env | None = None,
                  config: AlgorithmConfig | None = None,
-                 run_dir: str | Path | None = None) -> None:
+                 run_dir: str | Path | None = None,
+                 checkpoint: Checkpoint | None = None) -> None:
+        """``checkpoint`` (what ``resume`` passes): continue from it, once everything else is
+        built; ``config`` must then be the checkpoint's."""
         model, env, config, run_dir = self._sort_arguments(args, model, env, config, run_dir)
         self.config = config
         self.target = model
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.env = as_vec_env(env, config, self._monitor_file(0))
+        start = checkpoint.num_timesteps if checkpoint is not None else 0
+        self.env = as_vec_env(env, config, self._monitor_file(start))
         policy_kwargs: dict[str, Any]
         if model is not None or config.policy == "driving_vla":
             # A copy: the caller's model keeps its own config.
@@ -110,7 +126,9 @@ class Trainer(abc.ABC):
         if model is not None:
             self._load_driving_vla(model)
         self.train_seconds = 0.0
-        self._start_timesteps = 0
+        if checkpoint is not None:
+            checkpoint.restore(self._state_bundle())  # last: it restores the random states
+        self._start_timesteps = int(self.model.num_timesteps)
 
     @classmethod
     def _sort_arguments(
@@ -158,20 +176,14 @@ class Trainer(abc.ABC):
         return []
 
     def _driving_vla_policy_kwargs(self, config: DrivingVLAConfig) -> dict[str, Any]:
-        from trainers_rl.policies import driving_vla_policy_kwargs
-
         return driving_vla_policy_kwargs(config)
 
     def _load_driving_vla(self, model: DrivingVLA) -> None:
-        from trainers_rl.policies import load_driving_vla
-
         load_driving_vla(cast(ActorCriticPolicy, self.model.policy),
                          model,
                          keep_log_std=self.config.log_std_init is None)
 
     def _export_driving_vla(self) -> DrivingVLA:
-        from trainers_rl.policies import to_driving_vla
-
         return to_driving_vla(cast(ActorCriticPolicy, self.model.policy))
 
     # ------------------------------------------------------------- helpers
@@ -192,8 +204,6 @@ class Trainer(abc.ABC):
 
     @property
     def uses_driving_vla(self) -> bool:
-        from trainers_rl.policies import DrivingVLAExtractor
-
         extractor = getattr(self.model.policy, "features_extractor", None)
         actor = getattr(self.model.policy, "actor", None)
         return isinstance(extractor, DrivingVLAExtractor) or isinstance(
@@ -213,6 +223,8 @@ class Trainer(abc.ABC):
         run directory. The model passed to the trainer holds the trained weights afterwards
         (also when training stops with an exception); ``save_dir`` also saves it there as a
         DrivingVLA checkpoint (``DrivingVLA.from_pretrained(save_dir)``), as seed 001 does.
+        SB3's progress bar is drawn when ``progress_bar`` and the log level shows progress
+        (``--quiet`` hides it).
         """
         if save_dir is not None and not self.uses_driving_vla:
             raise TypeError("train(save_dir=...) saves a DrivingVLA, but this trainer's policy "
@@ -221,11 +233,9 @@ class Trainer(abc.ABC):
         callbacks = list(callback) if isinstance(callback, list) else [callback] if callback else []
         callbacks += self._extra_callbacks()
         if self.run_dir is not None:
-            from trainers_rl.callbacks import CheckpointCallback
-
-            callbacks.append(
-                CheckpointCallback(self, self.run_dir / "checkpoints", self.config.checkpoint_every,
-                                   self.config.keep_checkpoints))
+            save = SaveCheckpoint(self.save_checkpoint, self.run_dir / "checkpoints",
+                                  self.config.keep_checkpoints)
+            callbacks.append(AtRolloutStart(self.config.checkpoint_every, save))
         if tensorboard_dir is not None:
             self.model.tensorboard_log = str(tensorboard_dir)
         remaining = total - self.model.num_timesteps
@@ -235,7 +245,7 @@ class Trainer(abc.ABC):
             if remaining > 0:
                 self.model.learn(total_timesteps=remaining,
                                  callback=CallbackList(callbacks),
-                                 progress_bar=progress_bar,
+                                 progress_bar=progress_bar and progress_enabled(),
                                  tb_log_name=self.name,
                                  reset_num_timesteps=self.model.num_timesteps == 0)
         finally:
@@ -282,8 +292,6 @@ class Trainer(abc.ABC):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Save the trained policy as a DrivingVLA checkpoint (config.json + safetensors)."""
-        from trainyard_core.io import atomic_directory
-
         path = Path(path)
         with atomic_directory(path, overwrite=True) as tmp:
             self.driving_vla().save_pretrained(tmp)
@@ -296,10 +304,6 @@ class Trainer(abc.ABC):
         unlike ``save_pretrained`` this does not replace the directory: each file is written
         beside its final name and renamed over it, so a reader never sees half a file.
         """
-        import tempfile
-
-        from trainyard_core.io import publish
-
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise NotADirectoryError(f"save_dir {str(directory)!r} is a file, expected a "
@@ -311,12 +315,17 @@ class Trainer(abc.ABC):
                 publish(file, directory / file.name)
         return directory
 
-    def save_checkpoint(self, path: str | Path) -> Path:
-        """A resumable trainer state (see ``trainers_rl.checkpoint``); the caller's model is
-        brought up to date too, so it is never older than the last checkpoint."""
-        from trainers_rl.checkpoint import save_checkpoint
+    def _state_bundle(self) -> StateBundle:
+        return StateBundle(algorithm=self.name,
+                           model=self.model,
+                           env=self.env,
+                           config=self.config,
+                           driving_vla=self.driving_vla() if self.uses_driving_vla else None)
 
-        saved = save_checkpoint(self, Path(path))
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """A resumable trainer state (see ``trainers_rl.rl.checkpoint``); the caller's model is
+        brought up to date too, so it is never older than the last checkpoint."""
+        saved = save_checkpoint(Path(path), self._state_bundle())
         self.sync_model()
         return saved
 
@@ -324,8 +333,23 @@ class Trainer(abc.ABC):
     def resume(cls,
                checkpoint: str | Path,
                env: VecEnv | gym.vector.VectorEnv | None = None,
-               run_dir: str | Path | None = None) -> Trainer:
-        """A trainer restored from ``checkpoint`` (a step directory, or a run's latest)."""
-        from trainers_rl.checkpoint import load_checkpoint
+               run_dir: str | Path | None = None,
+               model: DrivingVLA | None = None) -> Self:
+        """A trainer restored from ``checkpoint`` (a step directory, or a run's latest).
 
-        return load_checkpoint(cls, Path(checkpoint), env, run_dir)
+        The trainer is built by ``__init__`` from the checkpoint's config, on ``env`` (else the
+        saved one) with the saved env state, around ``model`` (else the saved DrivingVLA, which
+        has the policy's architecture), and then given the saved training state. ``model``, if
+        given, is the one updated with the trained weights, as in ``__init__``.
+        """
+        opened = open_checkpoint(Path(checkpoint), cls.name)
+        try:
+            config = cls.config_class(**opened.config)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"resume: {opened.path / 'state.json'} holds a config this version "
+                              f"cannot read: {exc}") from exc
+        return cls(config,
+                   env=opened.restore_env(env),
+                   model=model if model is not None else opened.driving_vla(),
+                   run_dir=run_dir,
+                   checkpoint=opened)

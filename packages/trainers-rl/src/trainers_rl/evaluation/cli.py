@@ -7,6 +7,7 @@ the output directory, and prints the summary table.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from carla_env import SimulatorConfig
 from driving_vla import DrivingVLA
-from trainers_rl.closed_loop import (
+from trainers_rl.evaluation.closed_loop import (
     MODEL_MODES,
     BatchPolicy,
     autopilot_policy,
@@ -22,11 +23,13 @@ from trainers_rl.closed_loop import (
     model_policy,
     random_policy,
 )
-from trainers_rl.controller import ControllerConfig
+from trainers_rl.evaluation.controller import ControllerConfig
 from trainyard_core.config import ConfigError
 from trainyard_core.table import print_table
 
 __all__ = ["EvaluateConfig", "load_model", "run_evaluate"]
+
+log = logging.getLogger(__name__)
 
 _VIDEO = ("gif", "mp4", "none")
 
@@ -131,5 +134,5 @@ def run_evaluate(cfg: EvaluateConfig) -> list[dict[str, Any]]:
         rows, console)
     print(f"report: {out / 'eval.json'}")
     if video is not None:
-        print(f"video ({video}): {out / f'episode.{cfg.video}'}")
+        log.info("video (%s): %s", video, out / f"episode.{cfg.video}")
     return rows

@@ -1,6 +1,0 @@
-"""PPO on stable-baselines3."""
-
-from trainers_rl.ppo.config import PPOConfig
-from trainers_rl.ppo.trainer import PPOTrainer
-
-__all__ = ["PPOConfig", "PPOTrainer"]

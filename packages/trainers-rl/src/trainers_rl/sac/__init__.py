@@ -1,6 +1,0 @@
-"""SAC on stable-baselines3."""
-
-from trainers_rl.sac.config import SACConfig
-from trainers_rl.sac.trainer import SACTrainer
-
-__all__ = ["SACConfig", "SACTrainer"]
