@@ -9,9 +9,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NOX := $(BIN)/nox
-PACKAGES := carla-env driving-vla trainers-rl vla-finetune env-servers model-merger
-ALL_PACKAGES := core $(PACKAGES)
-PACKAGE_EXTRAS := core[tensorboard,wandb] carla-env[carla] driving-vla[export,gguf] trainers-rl[export] env-servers[agents]
+# The package list is derived from packages/*/pyproject.toml by ci/packages.py (stdlib only, so
+# the system python3 runs it before .venv exists); an error there stops make, naming the file.
+packages = $(shell $(PYTHON) ci/packages.py $(1) || echo __failed__)
+PACKAGES := $(call packages,images)
+INSTALL_ARGS := $(call packages,install-args)
+ifneq ($(filter __failed__,$(PACKAGES) $(INSTALL_ARGS)),)
+$(error ci/packages.py could not read the package list (its error is above))
+endif
 TRAIN_CONFIG ?= configs/train/driving.yaml
 RUNS_DIR ?= runs
 ARGS ?=
@@ -82,9 +87,9 @@ $(VENV)/.tools-stamp: constraints.txt ci/bootstrap-requirements.txt
 
 # --compile-bytecode: every later process (CLIs, test subprocesses) then starts without
 # compiling torch's sources, even where bytecode cannot be cached (PYTHONDONTWRITEBYTECODE).
-$(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh ci/models-requirements.txt $(wildcard packages/*/pyproject.toml)
+$(VENV)/.packages-stamp: $(VENV)/.tools-stamp ci/install.sh ci/packages.py ci/models-requirements.txt $(wildcard packages/*/pyproject.toml)
 	UV=$(BIN)/uv VIRTUAL_ENV=$(abspath $(VENV)) bash ci/install.sh --with-models --compile-bytecode \
-		$(foreach p,$(ALL_PACKAGES),-e "./packages/$(or $(filter $(p)[%],$(PACKAGE_EXTRAS)),$(p))")
+		$(foreach a,$(INSTALL_ARGS),'$(a)')
 	@touch $@
 
 .PHONY: setup
@@ -134,7 +139,7 @@ clean: ## Remove .venv, .nox and caches (keeps runs/)
 ##@ Docker
 
 .PHONY: docker-build
-docker-build: ## Build the base image, then one image per package and the tools image
+docker-build: ## Build the base image, then one image per package (ci/packages.py images) and the tools image
 	$(require_docker)
 	$(MAKE) docker-build-base
 	$(MAKE) $(addprefix docker-build-,$(PACKAGES)) docker-build-tools
@@ -150,7 +155,8 @@ docker-build-base: ## Build the CUDA + Python + torch base image
 $(addprefix docker-build-,$(PACKAGES)): docker-build-%:
 	$(require_docker)
 	@docker image inspect $(IMAGE_PREFIX)/base:$(TAG) >/dev/null 2>&1 || $(MAKE) docker-build-base
-	$(DOCKER_BUILD) -f docker/$*.Dockerfile --build-arg BASE_IMAGE=$(IMAGE_PREFIX)/base:$(TAG) \
+	$(DOCKER_BUILD) -f "$$($(PYTHON) ci/packages.py dockerfile $*)" \
+		--build-arg BASE_IMAGE=$(IMAGE_PREFIX)/base:$(TAG) --build-arg PACKAGE=$* \
 		-t $(IMAGE_PREFIX)/$*:$(TAG) .
 
 docker-build-tools: ## Build the tools image (JupyterLab, formatters) on the trainers-rl image

@@ -6,25 +6,36 @@ the Dockerfiles run. Arguments after `--` reach pytest (or the tool a session ru
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
-PACKAGES = [
-    "core", "carla-env", "driving-vla", "trainers-rl", "vla-finetune", "env-servers", "model-merger"
-]
-# Optional extras the tests exercise (the carla client is tested without a server).
-EXTRAS = {
-    "core": "[tensorboard,wandb]",
-    "carla-env": "[carla]",
-    "driving-vla": "[export,gguf]",
-    "trainers-rl": "[export]",
-    "env-servers": "[agents]"
-}
+
+
+def _load_packages() -> types.ModuleType:
+    """ci/packages.py, the one package list: a script, so loaded by path (ci/images.py and the
+    tests load it under the same module name)."""
+    name = "trainyard_ci_packages"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "ci" / "packages.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+ci_packages = _load_packages()
+# Every package, dependencies first, each with the extras the tests exercise (its pyproject's
+# [tool.trainyard] dev-extras).
+PACKAGE_INFO = {p.folder: p for p in ci_packages.load(ROOT)}
+PACKAGES = list(PACKAGE_INFO)
 DEV_REQUIREMENTS = "ci/dev-requirements.txt"
 SOURCES = ["noxfile.py", "ci", "packages", "tests", "benchmarks"]
 
@@ -49,9 +60,8 @@ def install(session: nox.Session, *args: str) -> None:
 
 
 def install_packages(session: nox.Session, packages: list[str], *extra: str) -> None:
-    editable = []
-    for name in packages:
-        editable += ["-e", f"./packages/{name}{EXTRAS.get(name, '')}"]
+    """Install ``packages`` editable from their paths, with their dev extras."""
+    editable = ci_packages.install_args([PACKAGE_INFO[name] for name in packages])
     install(session, *extra, *editable, "-r", DEV_REQUIREMENTS)
 
 

@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -43,20 +44,56 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+
+def _load_ci_packages() -> types.ModuleType:
+    """ci/packages.py, the one package list: a script beside this one, so loaded by path (the
+    noxfile and the tests load it under the same module name)."""
+    name = "trainyard_ci_packages"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("packages.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+ci_packages = _load_ci_packages()
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
+# The package images, from packages/*/pyproject.toml ([tool.trainyard] image).
+PACKAGE_IMAGES = {p.folder: p for p in ci_packages.load(ROOT) if p.has_image}
 # Build order: the base first, tools last (it extends the trainers-rl image).
-IMAGES = [
-    "base", "carla-env", "driving-vla", "trainers-rl", "vla-finetune", "env-servers",
-    "model-merger", "tools"
-]
+IMAGES = ["base", *PACKAGE_IMAGES, "tools"]
 # The image each image's BASE_IMAGE names (none for the base itself).
 PARENTS = {name: "base" for name in IMAGES if name != "base"} | {"tools": "trainers-rl"}
+
+
+def default_dockerfile(name: str) -> Path:
+    """The Dockerfile image ``name`` builds from: its own for base and tools, else the one its
+    package's pyproject names (docker/package.Dockerfile unless it has its own)."""
+    package = PACKAGE_IMAGES.get(name)
+    if package is None:
+        return ROOT / "docker" / f"{name}.Dockerfile"
+    return ROOT / str(package.dockerfile)
+
+
+def build_args(name: str, prefix: str, tag: str) -> dict[str, str]:
+    """``name``'s build arguments: BASE_IMAGE (its parent) and, for a package, PACKAGE."""
+    args = {}
+    parent = PARENTS.get(name)
+    if parent:
+        args["BASE_IMAGE"] = image_ref(parent, prefix, tag)
+    if name in PACKAGE_IMAGES:
+        args["PACKAGE"] = name
+    return args
+
 
 UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"  # apt checks what it fetches with the keyring
 # The keyring itself comes over TLS: its sha256 is only as trustworthy as the index naming it.
@@ -794,7 +831,7 @@ def check_services(engine: Engine, image: str, ref: str, services: dict[str, Any
 
 
 def _dockerfiles(overrides: Sequence[str]) -> dict[str, Path]:
-    files = {name: ROOT / "docker" / f"{name}.Dockerfile" for name in IMAGES}
+    files = {name: default_dockerfile(name) for name in IMAGES}
     for item in overrides:
         name, sep, path = item.partition("=")
         if not sep or name not in IMAGES:
@@ -818,7 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         action="append",
                         default=[],
                         metavar="IMAGE=PATH",
-                        help="build IMAGE from PATH instead of docker/IMAGE.Dockerfile")
+                        help="build IMAGE from PATH instead of its Dockerfile "
+                        "(docker/package.Dockerfile for most package images)")
     parser.add_argument("--engine", choices=["auto", "docker", "buildah"], default="auto")
     parser.add_argument("--skip-build", action="store_true", help="only check existing images")
     parser.add_argument("--compose", type=Path, default=COMPOSE_FILE)
@@ -843,19 +881,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name not in wanted:
                 continue
             # A variant gets its own tag, so checking it never replaces the real image.
-            variant = files[name] != ROOT / "docker" / f"{name}.Dockerfile"
+            variant = files[name] != default_dockerfile(name)
             ref = image_ref(name, prefix, f"{tag}-variant" if variant else tag)
             result = Result(name)
             results.append(result)
             if not args.skip_build:
                 parent = PARENTS.get(name)
-                build_args = {"BASE_IMAGE": image_ref(parent, prefix, tag)} if parent else {}
-                if parent and not engine.exists(build_args["BASE_IMAGE"]):
-                    raise ImagesError(f"{name} needs {build_args['BASE_IMAGE']}: build it first "
+                args_ = build_args(name, prefix, tag)
+                if parent and not engine.exists(args_["BASE_IMAGE"]):
+                    raise ImagesError(f"{name} needs {args_['BASE_IMAGE']}: build it first "
                                       f"(add {parent} to --only)")
-                print(f"images: building {ref} from {files[name]}", flush=True)
+                print(f"images: building {ref} from {files[name]} ({args_})", flush=True)
                 started = time.monotonic()
-                engine.build(files[name], ref, build_args, log)
+                engine.build(files[name], ref, args_, log)
                 result.build_s = time.monotonic() - started
             if not engine.exists(ref):
                 result.fail("exists", f"{ref} is not built")

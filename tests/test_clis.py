@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trainyard_ci_packages as ci_packages
 
 COMMANDS = {
     "carla-env": ["config", "check", "baselines"],
@@ -37,3 +38,10 @@ def test_help_lists_subcommands(command: str) -> None:
                                   check=False)
         assert sub_help.returncode == 0, sub_help.stderr
         assert "usage:" in sub_help.stdout
+
+
+def test_every_console_command_of_every_package_is_checked() -> None:
+    declared = {
+        s for p in ci_packages.load(Path(__file__).resolve().parent.parent) for s in p.scripts
+    }
+    assert declared == set(COMMANDS)

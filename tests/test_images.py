@@ -12,20 +12,20 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import trainyard_ci_packages as ci_packages
 
 pytestmark = pytest.mark.docker
 
 PREFIX = os.environ.get("IMAGE_PREFIX", "trainyard")
 TAG = os.environ.get("TAG", "latest")
+# image -> the console command it must answer with: each package image's command of its name
 CLIS = {
-    "carla-env": "carla-env",
-    "driving-vla": "driving-vla",
-    "trainers-rl": "trainers-rl",
-    "vla-finetune": "vla-finetune",
-    "env-servers": "env-servers",
-    "model-merger": "model-merger",
+    p.folder: p.folder
+    for p in ci_packages.load(Path(__file__).resolve().parent.parent)
+    if p.has_image
 }
 
 

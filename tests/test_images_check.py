@@ -35,8 +35,7 @@ def services() -> dict[str, Any]:
 
 def _image_cmds() -> dict[str, list[str]]:
     """Each image's CMD from its Dockerfile (services without a command run it)."""
-    docker = ROOT / "docker"
-    return {name: images.dockerfile_cmd(docker / f"{name}.Dockerfile") for name in images.IMAGES}
+    return {name: images.dockerfile_cmd(images.default_dockerfile(name)) for name in images.IMAGES}
 
 
 def test_every_compose_service_on_our_images_has_a_smoke_running_its_program(

@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import trainyard_ci_packages as ci_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
+PACKAGES = [p.folder for p in ci_packages.load(ROOT)]
 TAKEN = {"carla-env", "trainyard"}
 _LINE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+))?(?: @ (?P<url>\S+))?"
                    r"(?: \(from (?P<from>\S+)\))?$")

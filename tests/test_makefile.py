@@ -8,11 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import trainyard_ci_packages as ci_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = [
-    "carla-env", "driving-vla", "trainers-rl", "vla-finetune", "env-servers", "model-merger"
-]
+PACKAGES = [p.folder for p in ci_packages.load(ROOT) if p.has_image]
 TARGETS = [
     "help", "setup", "train", "test", "lint", "format", "typecheck", "docker-lint", "bench",
     "docker-build", "docker-build-base", *[f"docker-build-{p}" for p in PACKAGES],

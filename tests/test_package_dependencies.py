@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import trainyard_ci_packages as ci_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECTS = sorted((ROOT / "packages").glob("*/pyproject.toml"))
@@ -23,10 +24,8 @@ def _import_name(folder: Path) -> str:
     return package
 
 
-# distribution name -> import name, for every package of this repository
-IMPORT_NAMES = {
-    tomllib.loads(p.read_text())["project"]["name"]: _import_name(p.parent) for p in PYPROJECTS
-}
+# distribution name -> import name, for every package of this repository (ci/packages.py's list)
+IMPORT_NAMES = {p.name: p.import_name for p in ci_packages.load(ROOT)}
 
 
 def _declared(pyproject: Path) -> set[str]:
@@ -59,6 +58,10 @@ def _imported(folder: Path) -> set[str]:
 def test_every_package_is_seen() -> None:
     assert len(IMPORT_NAMES) == len(PYPROJECTS) >= 7
     assert IMPORT_NAMES["trainyard-driving-vla"] == "driving_vla"
+    # the import name ci/packages.py reads from hatch's config is the package on disk
+    for pyproject in PYPROJECTS:
+        name = tomllib.loads(pyproject.read_text())["project"]["name"]
+        assert IMPORT_NAMES[name] == _import_name(pyproject.parent)
 
 
 @pytest.mark.parametrize("pyproject", PYPROJECTS, ids=lambda p: p.parent.name)

@@ -41,6 +41,17 @@ def test_inspect_prints_architecture(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "trajectory_length" in out and "7" in out
 
 
+def test_inspect_takes_the_logging_flags_and_refuses_overrides(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    DrivingVLAConfig().save_pretrained(tmp_path)
+    assert main(["inspect", str(tmp_path), "--log-level", "warning"]) == 0
+    assert "hidden_size" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main(["inspect", str(tmp_path), "hidden_size=8"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: hidden_size=8" in capsys.readouterr().err
+
+
 def test_inspect_refuses_a_directory_without_config(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(tmp_path)]) == 2

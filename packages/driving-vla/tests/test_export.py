@@ -80,3 +80,20 @@ def test_export_command_writes_a_loadable_file(tmp_path: Path) -> None:
     got = torch.jit.load(str(tmp_path / "m.pt"))(*inputs)[0].detach().numpy()
     np.testing.assert_allclose(got, _reference(model, inputs)[0], rtol=1e-5, atol=1e-6)
     assert main(["export", str(tmp_path / "nowhere"), "--output", str(tmp_path / "x.onnx")]) == 2
+
+
+def test_export_command_reports_progress_on_stderr_and_the_file_on_stdout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from driving_vla.cli import main
+
+    model, _ = _model_and_inputs()
+    model.save_pretrained(tmp_path / "ckpt")
+    args = ["export", str(tmp_path / "ckpt"), "--format", "torchscript", "--output"]
+    assert main([*args, str(tmp_path / "a.pt")]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"torchscript: {tmp_path / 'a.pt'}\n"
+    assert f"loading {tmp_path / 'ckpt'}" in err and "exporting to" in err
+    assert main([*args, str(tmp_path / "b.pt"), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"torchscript: {tmp_path / 'b.pt'}\n"
+    assert err == ""

@@ -263,3 +263,21 @@ def test_transformers_agent_keeps_the_conversation_inside_its_context(tiny_llama
     assert len(agent.tokenizer(reply, add_special_tokens=False)["input_ids"]) <= 4 + prefill
     assert inputs["input_ids"][0][-prefill:].tolist() == agent.tokenizer(
         agent.prefill, add_special_tokens=False)["input_ids"]
+
+
+def test_progress_follows_the_log_level(babyai_url: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Progress (the notices and the tqdm bar) goes to stderr and --quiet silences it; the
+    result tables and the run directory stay on stdout either way."""
+    argv = [
+        "--env", "babyai", "--agent", "random", "--num-tasks", "2", "--max-rounds", "3",
+        "--server-url", babyai_url
+    ]
+    assert main([*argv, "--output-dir", str(tmp_path / "loud")]) == 0
+    out, err = capsys.readouterr()
+    assert "running 2 tasks" in err and "babyai tasks" in err  # the notice and the bar
+    assert "run directory" in out and "babyai tasks" not in out
+    assert main([*argv, "--output-dir", str(tmp_path / "quiet"), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "success_rate" in out and "run directory" in out

@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 import json
+import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,9 +41,23 @@ def rows() -> list[dict]:
 def test_shipped_files_are_what_the_generator_writes(tmp_path: Path) -> None:
     import runpy
 
-    runpy.run_path(str(SHIPPED / "generate.py"), run_name="gen")["main"](tmp_path)
+    runpy.run_path(str(SHIPPED / "generate.py"), run_name="gen")["generate"](tmp_path)
     for name in ("corpus.jsonl", "questions.jsonl"):
         assert (tmp_path / name).read_bytes() == (SHIPPED / name).read_bytes(), name
+
+
+def test_the_generator_command_logs_its_summary_and_quiet_drops_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    main = runpy.run_path(str(SHIPPED / "generate.py"), run_name="gen")["main"]
+    assert main([str(tmp_path / "a")]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.fullmatch(rf"\d+ passages, \d+ questions -> {re.escape(str(tmp_path / 'a'))}\n", err)
+    assert main([str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert (tmp_path / "b" / "corpus.jsonl").read_bytes() == (SHIPPED / "corpus.jsonl").read_bytes()
 
 
 def test_shipped_answers_are_in_their_passages(fam: SearchQAFamily, rows: list[dict]) -> None:
@@ -205,13 +221,21 @@ def test_custom_corpus_and_questions(tmp_path: Path, gz: bool) -> None:
         env.reset(2)
 
 
-def test_saved_index_is_reused_and_checked(tmp_path: Path) -> None:
+def test_saved_index_is_reused_and_checked(tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="env_servers.envs.searchqa")
     corpus, questions = _write_custom(tmp_path)
     index_dir = tmp_path / "index"
     built = SearchQAFamily(corpus_path=corpus, questions_path=questions, index_path=index_dir)
     assert (index_dir / "trainyard_corpus.json").exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"searchqa: building the BM25 index over {len(built.index)} passages",
+        f"searchqa: BM25 index saved to {index_dir}"
+    ]
+    caplog.clear()
     marker = (index_dir / "params.index.json").stat().st_mtime_ns
     loaded = SearchQAFamily(corpus_path=corpus, questions_path=questions, index_path=index_dir)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]  # loaded, not built
     assert (index_dir / "params.index.json").stat().st_mtime_ns == marker  # not rebuilt
     for q in ("Zorblat moon", "alloy melts", "rings giant"):
         assert loaded.index.search(q, 3) == built.index.search(q, 3) != []

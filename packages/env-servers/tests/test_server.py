@@ -100,3 +100,25 @@ def test_bad_check_arguments_exit_2_without_polling(capsys: pytest.CaptureFixtur
     assert main(["check", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags, shown", [([], True), (["-q"], False),
+                                          (["log_level=warning"], False)])
+def test_serve_log_level_sets_the_servers_notices_too(flags: list[str], shown: bool) -> None:
+    """One flag for uvicorn's log and trainyard's: searchqa's index notice follows it."""
+    port = free_port()
+    proc = subprocess.Popen([
+        sys.executable, "-m", "env_servers.cli", "serve", "--env", "searchqa", "--port",
+        str(port), *flags
+    ],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", 30, proc)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert ("searchqa: building the BM25 index over" in err) is shown, err
+    assert ("Uvicorn running on" in err) is shown, err
+    assert out == ""

@@ -183,7 +183,9 @@ def test_unreachable_hub_keeps_the_merged_model(checkpoint: Path, tmp_path: Path
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     target = tmp_path / "merged"
     assert _merge(checkpoint, target, "--hf-upload-path", REPO) == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "uploading" not in out  # progress and errors on stderr; stdout holds the table
+    assert f"uploading {target} to {hub_env}/{REPO} ..." in err
     assert f"uploading {target} to {REPO} at {hub_env} failed" in err
     assert f"the merged model is kept at {target}" in err
     assert f"model-merger upload {target} --hf-upload-path {REPO}" in err
@@ -226,3 +228,15 @@ def test_upload_refuses_a_missing_directory(tmp_path: Path,
     missing = tmp_path / "nowhere"
     assert main(["upload", str(missing), "--hf-upload-path", REPO, "--dry-run"]) == 2
     assert f"{missing}: not a directory" in capsys.readouterr().err
+
+
+def test_merge_progress_is_on_stderr_and_quiet_drops_it(checkpoint: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _merge(checkpoint, tmp_path / "loud") == 0
+    out, err = capsys.readouterr()
+    assert "merging" in err and "merging" not in out  # the bar
+    assert "tensors" in out  # the result table
+    assert _merge(checkpoint, tmp_path / "quiet", "--quiet") == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "tensors" in out

@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from carla_env.sim.signals import RED, YELLOW
+from carla_env.sim.traffic import wrap_gap
 from carla_env.sim.vehicles import GRAVITY, IDMParams, idm_acceleration
 from carla_env.sim.world import World
 
@@ -69,24 +71,23 @@ class Autopilot:
     def _leader(self, lane_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bumper gap and speed of whatever the ego must follow or stop for."""
         w = self.world
-        rel = w.ts - w.s[:, None]
-        if w.routes.closed:
-            period = w.routes.length[w.route][:, None]
-            rel = (rel + period / 2) % period - period / 2
-        near_lane = (np.abs(w.td - lane_d[:, None]) < 0.8 * w.lane_width) | (w.tlane * w.lane_width
-                                                                             == lane_d[:, None])
-        gaps = np.where(w.tactive & near_lane & (rel > 0), rel - (w.tlen + w.p.ego.length) / 2,
-                        np.inf)
+        cars = w.traffic
+        period = w.routes.length[w.route][:, None] if w.routes.closed else None
+        rel = wrap_gap(cars.s - w.s[:, None], period)
+        near_lane = (np.abs(cars.d - lane_d[:, None])
+                     < 0.8 * w.lane_width) | (cars.lane * w.lane_width == lane_d[:, None])
+        gaps = np.where(cars.active & near_lane & (rel > 0),
+                        rel - (cars.length + w.p.ego.length) / 2, np.inf)
         j = np.argmin(gaps, axis=1) if gaps.shape[1] else np.zeros(w.n, dtype=np.int64)
         gap = gaps[np.arange(w.n), j] if gaps.shape[1] else np.full(w.n, np.inf)
-        lead_v = w.tv[np.arange(w.n), j] if gaps.shape[1] else np.zeros(w.n)
+        lead_v = cars.v[np.arange(w.n), j] if gaps.shape[1] else np.zeros(w.n)
         if not w.p.cross_vehicles:
             return gap, lead_v
         stop_gap, state = w.next_signal()
         # Stop front bumper at the line.
         stop_gap = stop_gap - w.p.ego.length / 2
         stoppable = stop_gap > w.v * w.v / (2 * 4.0)
-        stop = (state == 2) | ((state == 1) & stoppable)
+        stop = (state == RED) | ((state == YELLOW) & stoppable)
         stop |= self._cross_conflict(stop_gap) & (stop_gap > -1.0)
         stop &= stop_gap > -1.0
         gap_sig = np.where(stop, np.maximum(stop_gap, 0.0), np.inf)
@@ -99,9 +100,10 @@ class Autopilot:
         js = w.routes.junction_s[w.route]
         junction = np.argmin(np.where(js - w.s[:, None] > -3.0, js, np.inf), axis=1)
         half = w.lanes * w.lane_width / 2
-        at_junction = w.cactive & (w.cj == junction[:, None])
+        cross = w.cross
+        at_junction = cross.active & (cross.junction == junction[:, None])
         # Past its stop line (which is half + 5.5 m out) and not yet clear of the route.
-        inside = (w.cq > -(half + 3.0)) & (w.cq < half + 3.0)
-        coming = (w.cv > 1.0) & (w.cq > -(half + 25.0)) & (w.cq < half + 3.0)
+        inside = (cross.q > -(half + 3.0)) & (cross.q < half + 3.0)
+        coming = (cross.v > 1.0) & (cross.q > -(half + 25.0)) & (cross.q < half + 3.0)
         coming &= w.cross_may_go()
         return (at_junction & (inside | coming)).any(axis=1) & (stop_gap < 40.0)

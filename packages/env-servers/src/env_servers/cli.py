@@ -1,12 +1,15 @@
 """``env-servers``: run an environment server, or check that one answers.
 
 Errors go through ``trainyard_core.cli.main_guard``: one line on stderr, exit 2 for bad
-input, 1 when no server answers (as a health check reports "unhealthy").
+input, 1 when no server answers (as a health check reports "unhealthy"). ``check``'s verdict is
+its result, on stdout; everything else is logged to stderr. ``serve``'s ``--log-level`` (or
+``-q``/``-v``) sets uvicorn's level and trainyard's together, so one flag quiets the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -22,10 +25,21 @@ from trainyard_core.cli import (
     config_from_args,
     main_guard,
     parse_args,
+    setup_logging,
 )
 from trainyard_core.config import ConfigError
 
 __all__ = ["DEFAULT_PORT", "ServeConfig", "build_parser", "check_health", "main", "serve"]
+
+# uvicorn's levels (ServeConfig.log_level) as trainyard's logging levels
+_OUR_LEVEL = {
+    "critical": "error",
+    "error": "error",
+    "warning": "warning",
+    "info": "info",
+    "debug": "debug",
+    "trace": "debug"
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one environment family's AgentGym-compatible server with uvicorn: "
         "`env-servers serve --env babyai` (the ENV environment variable is the default).")
     add_config_arguments(serve_cmd, ServeConfig)
+    # ServeConfig's --log-level takes the place of parse_args's, so its short forms are here
+    loudness = serve_cmd.add_mutually_exclusive_group()
+    loudness.add_argument("-q",
+                          "--quiet",
+                          dest="serve_level",
+                          action="store_const",
+                          const="warning",
+                          help="log_level=warning: only warnings and errors")
+    loudness.add_argument("-v",
+                          "--verbose",
+                          dest="serve_level",
+                          action="store_const",
+                          const="debug",
+                          help="log_level=debug")
     check = commands.add_parser("check",
                                 help="check that a server answers GET /health",
                                 description="Poll URL/health until it answers 200 or --wait "
@@ -95,7 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CommandError(problem)
         print(f"{args.url}: healthy")
         return 0
-    serve(config_from_args(ServeConfig, args))
+    cfg = config_from_args(ServeConfig, args)
+    if getattr(args, "serve_level", None):
+        cfg = dataclasses.replace(cfg, log_level=args.serve_level)
+    setup_logging(_OUR_LEVEL[cfg.log_level])
+    serve(cfg)
     return 0
 
 

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -47,11 +48,20 @@ from env_servers.client import (
     EnvServerError,
     StepResult,
 )
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.cli import (
+    CommandError,
+    add_config_arguments,
+    config_from_args,
+    main_guard,
+    parse_args,
+    progress_enabled,
+)
 from trainyard_core.config import ConfigError, save_config
 from trainyard_core.io import atomic_write_text
 from trainyard_core.table import print_table
 from trainyard_core.tracking import make_run_dir
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EvalConfig", "main", "run_episode", "run_eval", "summarize"]
 
@@ -260,7 +270,11 @@ async def _run_all(cfg: EvalConfig, agent: Agent, run_dir: Path) -> list[dict[st
     last_write = time.monotonic()
     described = agent.describe()
     label = {"env": cfg.env, "agent": described["agent"], "model": described.get("model")}
-    bar = tqdm(total=cfg.num_tasks, desc=f"{cfg.env} tasks", unit="task", file=sys.stderr)
+    bar = tqdm(total=cfg.num_tasks,
+               desc=f"{cfg.env} tasks",
+               unit="task",
+               file=sys.stderr,
+               disable=not progress_enabled())
 
     async def one(data_idx: int) -> None:
         nonlocal last_write
@@ -318,6 +332,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """The whole command: check the server, load the agent, run, write, print; the summary."""
     check_server(cfg)
     kind = resolve_kind(cfg.agent, cfg.model, cfg.base_url)
+    log.info("%s at %s: loading the %s agent%s", cfg.env, cfg.server_url, kind,
+             f" ({cfg.model})" if cfg.model else "")
     agent = make_agent(kind,
                        cfg.env,
                        model=cfg.model,
@@ -328,6 +344,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                        base_url=cfg.base_url)
     run_dir = make_run_dir(cfg.output_dir, cfg.name or f"{cfg.env}-{kind}")
     save_config(cfg, run_dir / "config.yaml")
+    log.info("running %d tasks (%d at a time), writing to %s", cfg.num_tasks, cfg.concurrency,
+             run_dir)
     started = time.perf_counter()
     described = agent.describe()
     try:
@@ -350,7 +368,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             "invalid_actions": summary["invalid_actions"],
             "errors": summary["errors"],
         }])
-    print(f"run directory: {run_dir}")
+    print(f"run directory: {run_dir}")  # the result: where trajectories and summary are
     return summary
 
 
@@ -371,8 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = run_eval(cfg)
     except (EnvServerError, AgentError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc  # one line on stderr, exit 1
     return 1 if summary["errors"] == summary["num_tasks"] else 0
 
 

@@ -1,9 +1,13 @@
-"""``model-merger``: inspect sharded checkpoints and merge them into Hugging Face models."""
+"""``model-merger``: inspect sharded checkpoints and merge them into Hugging Face models.
+
+Results (the tables, a dry run's listing, the uploaded commit's URL) go to stdout; progress (the
+merge's bar, the upload's notices) goes to stderr and follows ``--quiet``/``--log-level``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,9 +21,17 @@ from model_merger.upload import (
     print_dry_run,
     upload,
 )
-from trainyard_core.cli import add_config_arguments, config_from_args, main_guard, parse_args
+from trainyard_core.cli import (
+    CommandError,
+    add_config_arguments,
+    config_from_args,
+    main_guard,
+    parse_args,
+)
 from trainyard_core.config import ConfigError
 from trainyard_core.table import print_table
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +92,8 @@ def _publish(folder: Path, target: UploadTarget, commit_message: str) -> None:
     if target.token is None:
         print_dry_run(folder, target)
         return
-    print(f"uploading {folder} to {target.url} ...", flush=True)
-    print(f"uploaded: {upload(folder, target, commit_message)}")
+    log.info("uploading %s to %s ...", folder, target.url)
+    print(f"uploaded: {upload(folder, target, commit_message)}")  # the result: the commit
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -115,9 +127,8 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     try:
         return command(args)
     except UploadError as exc:
-        # Not bad input (exit 2) but a failed transfer: one line, and exit status 1.
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        # Not bad input (exit 2) but a failed transfer: one line on stderr, exit status 1.
+        raise CommandError(str(exc)) from exc
 
 
 @main_guard

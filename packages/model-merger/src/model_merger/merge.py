@@ -25,6 +25,7 @@ from model_merger.formats import CheckpointError, CheckpointInfo, detect_checkpo
 from model_merger.modeling import build_model, model_class
 from model_merger.safetensors_stream import SafetensorsWriter
 from model_merger.sources import DcpSource, FsdpSource, Plan, Source
+from trainyard_core.cli import progress_enabled
 from trainyard_core.io import atomic_directory
 
 __all__ = ["BACKENDS", "DTYPES", "MergeConfig", "MergeResult", "merge", "parse_size"]
@@ -358,7 +359,8 @@ def merge(cfg: MergeConfig) -> MergeResult:
                     unit="B",
                     unit_scale=True,
                     unit_divisor=1024,
-                    desc=f"merging {info.format} into {target.name}")
+                    desc=f"merging {info.format} into {target.name}",
+                    disable=not progress_enabled())
     with progress, atomic_directory(target, overwrite=target.exists()) as tmp:
         for filename, names in split.filename_to_tensors.items():
             file_specs = {name: specs[name] for name in names}

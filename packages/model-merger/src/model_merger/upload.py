@@ -18,10 +18,14 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import (
     DEFAULT_IGNORE_PATTERNS,
     HFValidationError,
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
     filter_repo_objects,
     validate_repo_id,
 )
 
+from trainyard_core.cli import progress_enabled
 from trainyard_core.config import ConfigError
 from trainyard_core.table import print_table
 
@@ -121,7 +125,8 @@ def print_dry_run(folder: str | Path, target: UploadTarget) -> list[tuple[str, i
         "file": name,
         "bytes": f"{size:,}"
     } for name, size in files])
-    # One unwrapped line, so the whole destination can be read (and grepped) in a log.
+    # The dry run's result, so stdout. One unwrapped line, so the whole destination can be read
+    # (and grepped) in a log.
     print(f"dry run: would upload {len(files)} files ({total:,} bytes) from {folder} to "
           f"{target.url} (a new repo is {visibility}); nothing uploaded")
     return files
@@ -144,6 +149,10 @@ def upload(folder: str | Path, target: UploadTarget, commit_message: str) -> str
     from huggingface_hub import HfApi  # imported here: it adds 0.25 s to every merge's start
 
     api = HfApi(endpoint=target.endpoint, token=target.token, library_name="trainyard-model-merger")
+    # huggingface_hub draws its own bars: they follow --quiet/--log-level like ours
+    quiet = not progress_enabled() and not are_progress_bars_disabled()
+    if quiet:
+        disable_progress_bars()
     try:
         api.create_repo(target.repo_id, private=target.private, exist_ok=True, repo_type="model")
         info = api.upload_folder(folder_path=folder,
@@ -158,4 +167,7 @@ def upload(folder: str | Path, target: UploadTarget, commit_message: str) -> str
         raise UploadError(f"uploading {folder} to {target.repo_id} at {target.endpoint} failed "
                           f"({_describe(exc)}); the merged model is kept at {folder}; retry "
                           f"with: {retry}") from exc
+    finally:
+        if quiet:
+            enable_progress_bars()
     return str(info.commit_url)

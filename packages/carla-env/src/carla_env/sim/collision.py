@@ -8,7 +8,7 @@ import numpy as np
 
 Num = Any  # numpy arrays or Python floats, broadcast together
 
-__all__ = ["boxes_overlap"]
+__all__ = ["boxes_overlap", "ego_hits"]
 
 
 def boxes_overlap(ax: Num, ay: Num, ayaw: Num, alen: Num, awid: Num, bx: Num, by: Num, byaw: Num,
@@ -31,3 +31,23 @@ def boxes_overlap(ax: Num, ay: Num, ayaw: Num, alen: Num, awid: Num, bx: Num, by
     overlap &= np.abs(dx * cb + dy * sb) <= bhl + ahl * c_ll + ahw * c_lw
     overlap &= np.abs(-dx * sb + dy * cb) <= bhw + ahl * c_lw + ahw * c_ll
     return overlap
+
+
+def ego_hits(ego_x: np.ndarray, ego_y: np.ndarray, ego_yaw: np.ndarray, ego_length: float,
+             ego_width: float, x: np.ndarray, y: np.ndarray, heading: np.ndarray,
+             length: np.ndarray, width: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """(N,): whether each world's ego overlaps any of its active cars (N, M).
+
+    The exact box test runs only for cars within the sum of both half-diagonals: few cars
+    are that close, so the batch stays cheap however many cars there are.
+    """
+    reach = 0.5 * (np.hypot(ego_length, ego_width) + np.hypot(length, width))
+    near = active & ((x - ego_x[:, None])**2 + (y - ego_y[:, None])**2 < reach * reach)
+    hit = np.zeros(ego_x.shape[0], dtype=bool)
+    world, car = np.nonzero(near)
+    if world.size:
+        overlap = boxes_overlap(ego_x[world], ego_y[world], ego_yaw[world], ego_length, ego_width,
+                                x[world, car], y[world, car], heading[world, car],
+                                length[world, car], width[world, car])
+        hit[world[overlap]] = True
+    return hit

@@ -9,9 +9,20 @@ import numpy as np
 
 Num = Any  # numpy arrays or Python floats, broadcast together
 
-__all__ = ["EgoParams", "IDMParams", "bicycle_step", "idm_acceleration"]
+__all__ = [
+    "CAR_LENGTH", "CAR_WIDTH", "GRAVITY", "TRAFFIC_LENGTH_MIN", "TRAFFIC_LENGTH_SPREAD",
+    "EgoParams", "IDMParams", "bicycle_step", "idm_acceleration"
+]
 
 GRAVITY = 9.81
+# Other cars' bodies, in metres. Route traffic draws its length per car from
+# [TRAFFIC_LENGTH_MIN, TRAFFIC_LENGTH_MIN + TRAFFIC_LENGTH_SPREAD) so queues do not look
+# cloned; cross traffic (and a traffic slot before its first reset) is CAR_LENGTH long. Every
+# other car is CAR_WIDTH wide. The ego's own size is EgoParams'.
+CAR_LENGTH = 4.5
+CAR_WIDTH = 1.9
+TRAFFIC_LENGTH_MIN = 4.0
+TRAFFIC_LENGTH_SPREAD = 1.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,6 +44,7 @@ import bm25s
 import numpy as np
 
 from env_servers.envs.base import EnvFamily, InvalidAction, StepResult, TaskOutOfRange, TextEnv
+from trainyard_core.io import atomic_write_text
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -202,14 +203,19 @@ class BM25Index:
         self.passages = passages
         fingerprint = _fingerprint(corpus_path, len(passages)) if corpus_path else None
         if index_path is not None and _index_matches(Path(index_path), fingerprint):
+            log.debug("searchqa: BM25 index loaded from %s", index_path)
             self._bm25 = bm25s.BM25.load(str(index_path), mmap=True, show_progress=False)
             return
+        # bm25s's own bars stay off: a server's log is no place for them; one line instead
+        log.info("searchqa: building the BM25 index over %d passages", len(passages))
         tokens = bm25s.tokenize(passages, stopwords="en", show_progress=False)
         self._bm25 = bm25s.BM25(backend="numpy")
         self._bm25.index(tokens, show_progress=False)
         if index_path is not None:
             self._bm25.save(str(index_path), show_progress=False)
-            (Path(index_path) / _FINGERPRINT).write_text(json.dumps(fingerprint))
+            # written last and atomically: a fingerprint means the index beside it is whole
+            atomic_write_text(Path(index_path) / _FINGERPRINT, json.dumps(fingerprint))
+            log.info("searchqa: BM25 index saved to %s", index_path)
 
     def __len__(self) -> int:
         return len(self.passages)

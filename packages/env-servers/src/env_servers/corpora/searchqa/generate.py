@@ -1,5 +1,6 @@
 """Writes the SearchQA corpus and questions shipped with the package (``corpus.jsonl``,
-``questions.jsonl``), so they can be checked and regenerated: ``python generate.py [DIR]``.
+``questions.jsonl``), so they can be checked and regenerated: ``python generate.py [DIR]``
+(``--quiet`` drops the summary line it logs to stderr).
 
 The world is fictional on purpose: islands, towns, rivers, mountains, people and their works
 with invented names. An agent cannot answer from memory and must search, and every answer
@@ -11,13 +12,20 @@ reference the tests read; this script is how they were made.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import logging
 import random
 import re
 import string
-import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from trainyard_core.cli import main_guard, parse_args
+from trainyard_core.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 SEED = 20261125
 _ONSETS = [
@@ -240,28 +248,46 @@ def _normalize(s: str) -> str:
     return " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
 
 
-def main(out_dir: Path) -> None:
+def generate(out_dir: Path) -> tuple[int, int]:
+    """Write ``corpus.jsonl`` and ``questions.jsonl`` into ``out_dir`` (each atomically, so an
+    interrupted run never leaves a truncated reference file); (passages, questions)."""
     passages, questions = _build(random.Random(SEED))
     by_id = {p.id: f"{p.title}\n{p.text}" for p in passages}
     for qu in questions:  # consistency: the answer is in the supporting passages
         text = _normalize(" ".join(by_id[i] for i in qu.support))
         assert any(_normalize(a) in text for a in qu.answers), qu
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "corpus.jsonl", "w", encoding="utf-8") as f:
-        for p in passages:
-            f.write(json.dumps({"id": p.id, "contents": f"{p.title}\n{p.text}"}) + "\n")
-    with open(out_dir / "questions.jsonl", "w", encoding="utf-8") as f:
-        for i, qu in enumerate(questions):
-            f.write(
-                json.dumps({
-                    "id": f"q{i:04d}",
-                    "question": qu.question,
-                    "golden_answers": qu.answers,
-                    "support": qu.support,
-                    "hops": qu.hops
-                }) + "\n")
-    print(f"{len(passages)} passages, {len(questions)} questions -> {out_dir}")
+    corpus = [json.dumps({"id": p.id, "contents": f"{p.title}\n{p.text}"}) for p in passages]
+    atomic_write_text(out_dir / "corpus.jsonl", "".join(f"{line}\n" for line in corpus))
+    rows = [
+        json.dumps({
+            "id": f"q{i:04d}",
+            "question": qu.question,
+            "golden_answers": qu.answers,
+            "support": qu.support,
+            "hops": qu.hops
+        }) for i, qu in enumerate(questions)
+    ]
+    atomic_write_text(out_dir / "questions.jsonl", "".join(f"{line}\n" for line in rows))
+    return len(passages), len(questions)
+
+
+@main_guard
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python generate.py [DIR]``: regenerate the shipped files (DIR: beside this script)."""
+    parser = argparse.ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir",
+                        nargs="?",
+                        type=Path,
+                        default=Path(__file__).parent,
+                        help="where to write corpus.jsonl and questions.jsonl")
+    args = parse_args(parser, argv)
+    if args.overrides:
+        parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
+    num_passages, num_questions = generate(args.out_dir)
+    log.info("%d passages, %d questions -> %s", num_passages, num_questions, args.out_dir)
+    return 0
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
+    raise SystemExit(main())
