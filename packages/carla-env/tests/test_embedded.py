@@ -60,8 +60,13 @@ def test_a_world_does_not_depend_on_its_batch() -> None:
         actions = np.stack([rng.uniform(0, 1, 5), rng.uniform(-0.1, 0.1, 5), np.zeros(5)], axis=1)
         alone.step(actions[3:4])
         batch.step(actions)
-    for name in ("x", "y", "yaw", "v", "s", "ts", "tv", "td", "cq"):
+    for name in ("x", "y", "yaw", "v", "s"):
         np.testing.assert_array_equal(getattr(alone, name)[0], getattr(batch, name)[3])
+    for name in ("s", "v", "d"):
+        np.testing.assert_array_equal(
+            getattr(alone.traffic, name)[0],
+            getattr(batch.traffic, name)[3])
+    np.testing.assert_array_equal(alone.cross.q[0], batch.cross.q[3])
 
 
 def test_info_has_the_contract_keys() -> None:

@@ -205,9 +205,10 @@ class _Batch:
         if w.p.cross_vehicles:
             gap, state = w.next_signal()
             stop |= (state > 0) & (gap < 30.0)
-        ahead = w.ts - w.s[:, None]
-        near = w.tactive & (np.abs(w.td - w.d[:, None])
-                            < w.lane_width * 0.8) & (ahead > 0) & (ahead < 15.0) & (w.tv < 1.0)
+        cars = w.traffic
+        ahead = cars.s - w.s[:, None]
+        near = cars.active & (np.abs(cars.d - w.d[:, None])
+                              < w.lane_width * 0.8) & (ahead > 0) & (ahead < 15.0) & (cars.v < 1.0)
         return stop | near.any(axis=1)
 
     def render(self) -> np.ndarray:

@@ -307,27 +307,3 @@ class World:
         """(N, C): the cross car's signal is green or yellow."""
         green, yellow = self._cross_lights()
         return green | yellow
-
-    # ---------------------------------------------- the rooms' arrays by their former names
-    # embedded.py and the tests read route traffic as world.ts/td/tv/tactive (and cross
-    # traffic's q as world.cq); read-only views of the rooms keep them working. New code reads
-    # world.traffic and world.cross.
-    @property
-    def ts(self) -> np.ndarray:
-        return self.traffic.s
-
-    @property
-    def td(self) -> np.ndarray:
-        return self.traffic.d
-
-    @property
-    def tv(self) -> np.ndarray:
-        return self.traffic.v
-
-    @property
-    def tactive(self) -> np.ndarray:
-        return self.traffic.active
-
-    @property
-    def cq(self) -> np.ndarray:
-        return self.cross.q
