@@ -5,9 +5,10 @@ still earn nothing (or cost), the gaming reported again and again for continuous
 drivers rewarded on raw speed.
 
 The weights are ``SimulatorConfig.reward`` (``sim.reward.*`` in a training YAML). Seed 001's
-``CARLARewardWrapper`` keys are accepted as aliases: ``speed_weight`` (= ``progress``),
-``lane_weight`` (= ``lane_keeping``) and ``collision_penalty`` (= ``collision``);
-``target_speed`` is a field of its own (the seed's speed reward, peaked at that speed).
+``CARLARewardWrapper`` keys are accepted as aliases (trainyard_core's field aliases, so in YAML,
+overrides, flags and as keywords): ``speed_weight`` (= ``progress``), ``lane_weight``
+(= ``lane_keeping``) and ``collision_penalty`` (= ``collision``); ``target_speed`` is a field of
+its own (the seed's speed reward, peaked at that speed).
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["REWARD_ALIASES", "DrivingReward", "RewardConfig", "compute_reward"]
+from trainyard_core.config import accepts_aliases
 
-# seed 001's reward keys -> ours
-REWARD_ALIASES = {
-    "speed_weight": "progress",
-    "lane_weight": "lane_keeping",
-    "collision_penalty": "collision",
-}
+__all__ = ["DrivingReward", "RewardConfig", "compute_reward"]
 
 
+@accepts_aliases
 @dataclasses.dataclass
 class RewardConfig:
     """Weights of the reward terms (seed 001's components plus anti-gaming terms).
@@ -38,13 +35,21 @@ class RewardConfig:
     ``target_speed``), so that driving at that speed earns ``progress`` per step.
     """
 
-    progress: float = dataclasses.field(
-        default=1.0, metadata={"help": "weight of route progress (seed 001: speed_weight)"})
-    lane_keeping: float = dataclasses.field(
-        default=0.1,
-        metadata={"help": "times (lane deviation / half lane)^2 (seed 001: lane_weight)"})
-    collision: float = dataclasses.field(
-        default=10.0, metadata={"help": "penalty of a collision (seed 001: collision_penalty)"})
+    progress: float = dataclasses.field(default=1.0,
+                                        metadata={
+                                            "help": "weight of route progress",
+                                            "aliases": ("speed_weight",)
+                                        })
+    lane_keeping: float = dataclasses.field(default=0.1,
+                                            metadata={
+                                                "help": "times (lane deviation / half lane)^2",
+                                                "aliases": ("lane_weight",)
+                                            })
+    collision: float = dataclasses.field(default=10.0,
+                                         metadata={
+                                             "help": "penalty of a collision",
+                                             "aliases": ("collision_penalty",)
+                                         })
     off_road: float = 10.0
     red_light: float = 5.0
     comfort: float = dataclasses.field(default=0.02, metadata={"help": "times min(|jerk| / 10, 1)"})
@@ -66,30 +71,12 @@ class RewardConfig:
             "help": "metres per step that earn a progress reward of 1 (None = target_speed "
                     "or the speed limit times control_dt)"
         })
-    # Seed 001's names; set, they are copied into the fields above and reset to None.
-    speed_weight: float | None = dataclasses.field(default=None,
-                                                   metadata={"help": "alias of progress"})
-    lane_weight: float | None = dataclasses.field(default=None,
-                                                  metadata={"help": "alias of lane_keeping"})
-    collision_penalty: float | None = dataclasses.field(default=None,
-                                                        metadata={"help": "alias of collision"})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is not None and (isinstance(value, bool) or value < 0):
                 raise ValueError(f"reward weight {f.name} must be a number >= 0, got {value!r}")
-        defaults = RewardConfig.__dataclass_fields__
-        for alias, name in REWARD_ALIASES.items():
-            value = getattr(self, alias)
-            if value is None:
-                continue
-            current = getattr(self, name)
-            if current != defaults[name].default and current != value:
-                raise ValueError(f"reward {alias}={value} and {name}={current} both set: "
-                                 f"{alias} is seed 001's name for {name}, give one")
-            setattr(self, name, value)
-            setattr(self, alias, None)
         for name in ("target_speed", "lane_width", "speed_scale"):
             if getattr(self, name) == 0:
                 raise ValueError(f"reward {name} must be > 0 (or None), got 0")
