@@ -22,17 +22,17 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecExtractDict
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedDrivingEnv, EmbeddedVectorEnv
-from trainers_rl.ppo import PPOConfig, PPOTrainer
-from trainers_rl.vec_env import SB3VecEnv
+from trainers_rl import PPOConfig, PPOTrainer
+from trainers_rl.rl.vec_env import SB3VecEnv
 from trainyard_core.table import print_table
 
 
 def _sb3_mlp(env: VecEnv, cfg: PPOConfig) -> float:
     model = PPO("MlpPolicy",
                 VecMonitor(VecExtractDictObs(env, "state")),
-                n_steps=cfg.num_steps,
+                n_steps=cfg.n_steps,
                 batch_size=cfg.batch_size,
-                n_epochs=cfg.num_epochs,
+                n_epochs=cfg.n_epochs,
                 learning_rate=cfg.learning_rate,
                 seed=cfg.seed,
                 device="cpu")
@@ -57,14 +57,13 @@ def main() -> None:
     cfg = PPOConfig(policy="driving_vla",
                     hidden_size=args.hidden_size,
                     num_envs=args.envs,
-                    num_steps=64,
+                    n_steps=64,
                     batch_size=1024,
-                    num_epochs=4,
+                    n_epochs=4,
                     total_timesteps=args.steps,
                     device="cpu")
     # Warm-up: the first optimiser in a process pays for torch._dynamo's import.
-    PPOTrainer(PPOConfig(num_envs=4, num_steps=64, batch_size=64, total_timesteps=256,
-                         device="cpu"),
+    PPOTrainer(PPOConfig(num_envs=4, n_steps=64, batch_size=64, total_timesteps=256, device="cpu"),
                env=EmbeddedVectorEnv(4, sim)).train(progress_bar=False)
 
     adapter = SB3VecEnv(EmbeddedVectorEnv(args.envs, sim))

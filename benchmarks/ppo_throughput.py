@@ -22,26 +22,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50_000)
     args = parser.parse_args()
     cfg = PPOConfig(num_envs=16,
-                    num_steps=128,
+                    n_steps=128,
                     batch_size=256,
-                    num_epochs=4,
+                    n_epochs=4,
                     total_timesteps=args.steps,
                     device="cpu")
 
     # Warm-up: the first optimiser construction in a process costs seconds (torch._dynamo).
-    PPOTrainer(PPOConfig(num_envs=2, num_steps=64, batch_size=64, total_timesteps=128,
+    PPOTrainer(PPOConfig(num_envs=2, n_steps=64, batch_size=64, total_timesteps=128,
                          device="cpu")).train(progress_bar=False)
 
     env = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=cfg.seed)
     anchor = PPO("MlpPolicy",
                  env,
-                 n_steps=cfg.num_steps,
+                 n_steps=cfg.n_steps,
                  batch_size=cfg.batch_size,
-                 n_epochs=cfg.num_epochs,
+                 n_epochs=cfg.n_epochs,
                  learning_rate=cfg.learning_rate,
                  gamma=cfg.gamma,
                  gae_lambda=cfg.gae_lambda,
-                 clip_range=cfg.clip_epsilon,
+                 clip_range=cfg.clip_range,
                  seed=cfg.seed,
                  device="cpu",
                  policy_kwargs={"net_arch": list(cfg.net_arch)})

@@ -3,6 +3,7 @@ run ends, bit for bit; resuming from a missing or incompatible checkpoint is a c
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,8 @@ import torch
 
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
-from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
+from driving_vla import DrivingVLA, DrivingVLAConfig
+from trainers_rl.rl.ppo import PPOConfig, PPOTrainer, PPOTrainingConfig
 from trainyard_core.config import ConfigError
 
 SCRIPT = """
@@ -128,3 +130,32 @@ def test_resume_on_another_scenario_is_refused(tmp_path: Path) -> None:
     urban = EmbeddedVectorEnv(2, SimulatorConfig(max_episode_steps=40, scenario="urban"))
     with pytest.raises(ConfigError, match=r"another simulator config \(changed: scenario\)"):
         PPOTrainer.resume(tmp_path, env=urban)
+
+
+def test_checkpoint_of_a_training_config_resumes_around_its_model(tmp_path: Path) -> None:
+    # The main job's kind of run: hyper-parameters only, model and env given. The saved
+    # config has no build options; resume reads it as a PPOConfig with their defaults.
+    config = PPOTrainingConfig(num_envs=2,
+                               n_steps=16,
+                               batch_size=32,
+                               n_epochs=1,
+                               total_timesteps=32,
+                               device="cpu")
+    env = EmbeddedVectorEnv(2, SimulatorConfig(max_episode_steps=40))
+    model = DrivingVLA(DrivingVLAConfig(hidden_size=32))
+    PPOTrainer(model, env, config, tmp_path).train(progress_bar=False)
+    resumed = PPOTrainer.resume(tmp_path)
+    assert resumed.uses_driving_vla and resumed.model.num_timesteps == 32
+    assert resumed.driving_vla().config.hidden_size == 32
+
+
+def test_saved_config_with_an_option_that_did_nothing_is_refused_by_name(tmp_path: Path) -> None:
+    # Before the check, hidden_size next to policy mlp was silently ignored; a checkpoint
+    # holding one is named rather than resumed on a different meaning.
+    _trainer(tmp_path).train(progress_bar=False)
+    (step,) = (tmp_path / "checkpoints").glob("step_*")
+    state = json.loads((step / "state.json").read_text())
+    state["config"]["policy"] = "mlp"
+    (step / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match=r"state\.json holds a config .* hidden_size=32"):
+        PPOTrainer.resume(step)

@@ -18,24 +18,24 @@ from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from trainers_rl.rl.policies import sac_policy_kwargs
 from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
-from trainers_rl.rl.sac import SACConfig, SACTrainer
+from trainers_rl.rl.sac import SACConfig, SACTrainer, SACTrainingConfig
 from trainyard_core.config import ConfigError, load_config
 
 SIM = SimulatorConfig(max_episode_steps=50)
 
 
-def _small(**overrides: Any) -> SACConfig:
-    """A SAC config that updates after 64 random steps, with small critics, on the CPU."""
+def _small(**overrides: Any) -> SACTrainingConfig:
+    """SAC hyper-parameters that update after 64 random steps, with small critics, on the CPU
+    (the model passed in decides the actor's size)."""
     fields: dict[str, Any] = {
         "num_envs": 4,
         "buffer_size": 1_000,
         "learning_starts": 64,
         "batch_size": 32,
         "qf_net_arch": [64, 64],
-        "hidden_size": 64,
         "device": "cpu",
     }
-    return SACConfig(**{**fields, **overrides})
+    return SACTrainingConfig(**{**fields, **overrides})
 
 
 # Training runs in fresh processes with one torch thread: two threads on a busy 2-core machine
@@ -51,12 +51,11 @@ import torch
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl.rl.sac import SACConfig, SACTrainer
+from trainers_rl.rl.sac import SACConfig, SACTrainer, SACTrainingConfig
 
 torch.set_num_threads(1)  # the same float arithmetic in every run
 mode, out = sys.argv[1], Path(sys.argv[2])
-SMALL = dict(num_envs=4, buffer_size=1_000, learning_starts=64, batch_size=32,
-             qf_net_arch=[64, 64], hidden_size=64, device="cpu")
+SMALL = dict(num_envs=4, buffer_size=1_000, learning_starts=64, batch_size=32, device="cpu")
 
 
 def actor_params(trainer):
@@ -91,7 +90,8 @@ if mode == "driving_vla":
     torch.manual_seed(0)
     model = DrivingVLA(DrivingVLAConfig(observation_keys=keys, hidden_size=64,
                                         control_activation="tanh"))
-    trainer = SACTrainer(model=model, env=EmbeddedVectorEnv(4, sim), config=SACConfig(**SMALL))
+    config = SACTrainingConfig(**SMALL, qf_net_arch=[64, 64])  # the model sizes the actor
+    trainer = SACTrainer(model=model, env=EmbeddedVectorEnv(4, sim), config=config)
     policy = trainer.model.policy
     report["uses_driving_vla"] = trainer.uses_driving_vla
     report["mu_shape"] = list(policy.actor.mu.weight.shape)
@@ -117,7 +117,8 @@ elif mode == "mlp":
         report["driving_vla_error"] = str(exc)
     rollout(trainer, sim)
 else:  # resume: an uninterrupted run with checkpoints, or one resumed from a checkpoint
-    config = SACConfig(**{**SMALL, "policy": "driving_vla", "learning_starts": 96,
+    config = SACConfig(**{**SMALL, "policy": "driving_vla", "hidden_size": 64,
+                          "qf_net_arch": [64, 64], "learning_starts": 96,
                           "total_timesteps": 256, "checkpoint_every": 64,
                           "keep_checkpoints": 10})
     if len(sys.argv) == 3:

@@ -11,8 +11,10 @@ import torch
 from carla_env import SimulatorConfig
 from carla_env.embedded import EmbeddedVectorEnv
 from driving_vla import DrivingVLA, DrivingVLAConfig
-from trainers_rl import PPOConfig, PPOTrainer, SACConfig
+from trainers_rl import PPOConfig, PPOTrainer, SACConfig, SACTrainer
 from trainers_rl.pipeline import DrivingRunConfig
+from trainers_rl.rl.ppo import PPOTrainingConfig
+from trainers_rl.rl.sac import SACTrainingConfig
 from trainyard_core.config import ConfigError, load_config
 
 SMALL: dict[str, Any] = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "device": "cpu"}
@@ -37,7 +39,8 @@ def test_ambiguous_or_wrong_arguments_are_refused_by_name() -> None:
     env = EmbeddedVectorEnv(2, SimulatorConfig())
     with pytest.raises(TypeError, match=r"two values for config"):
         PPOTrainer(PPOConfig(**SMALL), env, config=PPOConfig(**SMALL))
-    with pytest.raises(TypeError, match=r"config must be a PPOConfig, got SACConfig"):
+    with pytest.raises(TypeError,
+                       match=r"config must be a PPOConfig or PPOTrainingConfig, got SACConfig"):
         PPOTrainer(_model(), env, SACConfig())
     with pytest.raises(TypeError, match=r"model must be a DrivingVLA, got dict"):
         PPOTrainer(model={"hidden_size": 32}, env=env)
@@ -104,3 +107,87 @@ def test_ppo_fields_have_sb3_names_and_the_seed_names_as_aliases(tmp_path: Path)
                     overrides=["rl.ppo.clip_epsilon=0.1", "rl.ppo.clip_range=0.3"])
     with pytest.raises(ValueError, match=r"num_steps=64 and n_steps=32 both given"):
         PPOConfig(num_steps=64, n_steps=32)
+
+
+# Options that choose what to build (env_id, policy, net_arch, hidden_size; SAC's qf_net_arch
+# for the mlp) are refused, by name, where what they would build is given instead.
+
+
+@pytest.mark.parametrize(("settings", "model", "message"), [
+    ({
+        "policy": "driving_vla",
+        "hidden_size": 32
+    }, True, r"PPOConfig\.hidden_size=32 sets the width of a DrivingVLA to build, but a model was "
+     r"passed in"),
+    ({
+        "net_arch": [32, 32]
+    }, True,
+     r"PPOConfig\.net_arch=\[32, 32\] sets the mlp policy's layers, but a model was passed in"),
+    ({
+        "env_id": "Pendulum-v1"
+    }, False, r"PPOConfig\.env_id='Pendulum-v1' names an env to build, but an env was passed in"),
+])
+def test_build_options_next_to_a_given_model_or_env_are_refused(settings: dict[str, Any],
+                                                                model: bool, message: str) -> None:
+    env = EmbeddedVectorEnv(2, SimulatorConfig())
+    config = PPOConfig(**SMALL, **settings)
+    with pytest.raises(ConfigError, match=message):
+        PPOTrainer(_model() if model else None, env, config)
+
+
+def test_several_inapplicable_options_are_all_named() -> None:
+    config = PPOConfig(**SMALL, env_id="Pendulum-v1", policy="driving_vla", hidden_size=32)
+    with pytest.raises(ConfigError, match=r"env_id=.*; PPOConfig\.hidden_size=32"):
+        PPOTrainer(_model(), EmbeddedVectorEnv(2, SimulatorConfig()), config)
+
+
+def test_policy_driving_vla_agrees_with_a_given_model() -> None:
+    env = EmbeddedVectorEnv(2, SimulatorConfig())
+    # A given model is always a DrivingVLA; policy mlp is the default, i.e. unset.
+    assert PPOTrainer(_model(), env, PPOConfig(**SMALL, policy="driving_vla")).uses_driving_vla
+    with pytest.raises(ValueError, match=r"policy must be one of mlp, driving_vla"):
+        PPOConfig(policy="vla")
+
+
+def test_size_options_of_the_other_policy_are_refused_in_the_config() -> None:
+    with pytest.raises(ValueError, match=r"net_arch=\[32\] sets the layers of the mlp policy"):
+        PPOConfig(policy="driving_vla", net_arch=[32])
+    with pytest.raises(ValueError, match=r"hidden_size=32 sizes the DrivingVLA of policy"):
+        PPOConfig(hidden_size=32)
+    with pytest.raises(ValueError, match=r"net_arch must be one or more positive"):
+        SACConfig(net_arch=[0])
+
+
+def test_sac_qf_net_arch_is_refused_for_the_mlp_it_cannot_size() -> None:
+    env = EmbeddedVectorEnv(2, SimulatorConfig())
+    small = {"buffer_size": 1_000, "batch_size": 32, "device": "cpu", "num_envs": 2}
+    with pytest.raises(ConfigError, match=r"SACConfig\.qf_net_arch=\[32\] sets the critic"):
+        SACTrainer(SACConfig(**small, qf_net_arch=[32]), env)
+    # With a model (or policy driving_vla) it sizes the critics after DrivingVLA's features.
+    tanh = DrivingVLA(DrivingVLAConfig(hidden_size=32, control_activation="tanh"))
+    trainer = SACTrainer(tanh, env, SACTrainingConfig(**small, qf_net_arch=[32]))
+    assert trainer.model.policy.critic.qf0[0].out_features == 32
+
+
+def test_defaults_and_old_saved_values_still_train_a_given_model(tmp_path: Path) -> None:
+    # Seed 001's configs and run configs saved before this check hold the build options'
+    # defaults (driving.yaml also policy: driving_vla): they keep working, and resuming.
+    env = EmbeddedVectorEnv(2, SimulatorConfig())
+    old = tmp_path / "config.yaml"
+    old.write_text("rl:\n  ppo:\n    env_id: CartPole-v1\n    policy: driving_vla\n"
+                   "    net_arch: [64, 64]\n    hidden_size: 256\n    n_steps: 32\n"
+                   "    batch_size: 32\n    device: cpu\n")
+    saved = load_config(DrivingRunConfig, files=[old]).rl.ppo
+    for config in (PPOConfig(**SMALL), saved):
+        assert PPOTrainer(_model(), env, config).uses_driving_vla
+
+
+def test_training_config_holds_only_hyper_parameters() -> None:
+    names = set(PPOTrainingConfig.__dataclass_fields__)
+    assert not names & {"env_id", "policy", "net_arch", "hidden_size"}
+    assert {"n_steps", "clip_range", "n_epochs"} <= names
+    assert PPOTrainingConfig(num_steps=16, batch_size=16).n_steps == 16  # seed alias kept
+    assert not set(SACTrainingConfig.__dataclass_fields__) & {"env_id", "policy", "net_arch"}
+    trainer = PPOTrainer(_model(), EmbeddedVectorEnv(2, SimulatorConfig()),
+                         PPOTrainingConfig(**SMALL))
+    assert trainer.uses_driving_vla and trainer.model.n_steps == 32

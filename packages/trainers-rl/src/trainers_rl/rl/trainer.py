@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 from driving_vla import DrivingVLA, DrivingVLAConfig
 from trainers_rl.rl.callbacks import AtRolloutStart, SaveCheckpoint
 from trainers_rl.rl.checkpoint import Checkpoint, StateBundle, open_checkpoint, save_checkpoint
-from trainers_rl.rl.config import AlgorithmConfig
+from trainers_rl.rl.config import AlgorithmConfig, BuildOptions, inapplicable_options
 from trainers_rl.rl.envs import require_registered
 from trainers_rl.rl.policies import (
     DrivingVLAExtractor,
@@ -44,17 +44,18 @@ __all__ = ["Trainer", "as_vec_env"]
 
 
 def as_vec_env(env: VecEnv | gym.vector.VectorEnv | gym.Env | None,
-               config: AlgorithmConfig,
+               env_id: str,
+               num_envs: int,
                monitor_file: Path | None = None) -> VecEnv:
     """An SB3 ``VecEnv`` with episode statistics (``VecMonitor``) for ``env``.
 
-    ``None`` builds ``config.num_envs`` copies of ``config.env_id`` stepped in-process, which
-    beats subprocesses for cheap environments on few cores. A single ``gymnasium.Env`` is
-    stepped as a vector of one.
+    ``None`` builds ``num_envs`` copies of ``env_id`` stepped in-process, which beats
+    subprocesses for cheap environments on few cores. A single ``gymnasium.Env`` is stepped
+    as a vector of one.
     """
     if env is None:
-        require_registered(config.env_id)
-        env = DummyVecEnv([lambda: gym.make(config.env_id)] * config.num_envs)
+        require_registered(env_id)
+        env = DummyVecEnv([lambda: gym.make(env_id)] * num_envs)
     elif isinstance(env, gym.vector.VectorEnv):
         env = SB3VecEnv(env)
     elif isinstance(env, gym.Env):
@@ -79,10 +80,16 @@ class Trainer(abc.ABC):
     holds the trained weights (they are written back into it at the end of training and at
     every checkpoint), so ``model.save_pretrained(...)`` after ``train()`` saves what was
     learned.
+
+    ``config`` is the algorithm's ``*TrainingConfig`` (hyper-parameters only) or its
+    ``*Config``, which adds what to build when no env or model is given (``BuildOptions``);
+    a build option set to anything but its default next to a given env or model is refused
+    (``ConfigError`` naming it), since it could not apply.
     """
 
     algorithm: ClassVar[type[Any]]  # an SB3 algorithm class
-    config_class: ClassVar[type[AlgorithmConfig]]
+    config_class: ClassVar[type[AlgorithmConfig]]  # the default config, and resume's
+    training_config_class: ClassVar[type[AlgorithmConfig]]  # what every config accepted is
     name: ClassVar[str]
     config: AlgorithmConfig
     target: DrivingVLA | None = None  # the caller's model, updated after training
@@ -97,13 +104,20 @@ class Trainer(abc.ABC):
         """``checkpoint`` (what ``resume`` passes): continue from it, once everything else is
         built; ``config`` must then be the checkpoint's."""
         model, env, config, run_dir = self._sort_arguments(args, model, env, config, run_dir)
+        # A resumed trainer is rebuilt from its own config around the saved env and model, so
+        # its build options were applied by the run that saved it.
+        problems = [] if checkpoint is not None else self._inapplicable_options(
+            config, model is not None, env is not None)
+        if problems:
+            raise ConfigError(f"{type(self).__name__}: " + "; ".join(problems))
         self.config = config
         self.target = model
         self.run_dir = Path(run_dir) if run_dir is not None else None
         start = checkpoint.num_timesteps if checkpoint is not None else 0
-        self.env = as_vec_env(env, config, self._monitor_file(start))
+        build = self._build_options()
+        self.env = as_vec_env(env, build.env_id, config.num_envs, self._monitor_file(start))
         policy_kwargs: dict[str, Any]
-        if model is not None or config.policy == "driving_vla":
+        if model is not None or build.policy == "driving_vla":
             # A copy: the caller's model keeps its own config.
             model_config = (copy.deepcopy(model.config)
                             if model is not None else self._default_model_config())
@@ -111,7 +125,7 @@ class Trainer(abc.ABC):
                 model_config.log_std_init = config.log_std_init
             policy_kwargs = self._driving_vla_policy_kwargs(model_config)
         else:
-            policy_kwargs = {"net_arch": list(config.net_arch)}
+            policy_kwargs = {"net_arch": list(build.net_arch)}
             if config.log_std_init is not None:
                 policy_kwargs["log_std_init"] = config.log_std_init
         self.model: BaseAlgorithm = self.algorithm(self._policy_name(),
@@ -161,8 +175,9 @@ class Trainer(abc.ABC):
                             f"{type(given['model']).__name__}")
         if given["config"] is None:
             given["config"] = cls.config_class()
-        if not isinstance(given["config"], cls.config_class):
-            raise TypeError(f"{cls.__name__}: config must be a {cls.config_class.__name__}, got "
+        if not isinstance(given["config"], cls.training_config_class):
+            raise TypeError(f"{cls.__name__}: config must be a {cls.config_class.__name__} or "
+                            f"{cls.training_config_class.__name__}, got "
                             f"{type(given['config']).__name__}")
         return given["model"], given["env"], given["config"], given["run_dir"]
 
@@ -170,6 +185,11 @@ class Trainer(abc.ABC):
     @abc.abstractmethod
     def _algorithm_kwargs(self) -> dict[str, Any]:
         """The algorithm's own hyper-parameters, in SB3's names."""
+
+    def _inapplicable_options(self, config: AlgorithmConfig, model_given: bool,
+                              env_given: bool) -> list[str]:
+        """Why settings of ``config`` cannot apply with what was given (empty: all apply)."""
+        return inapplicable_options(config, model_given, env_given)
 
     def _extra_callbacks(self) -> list[BaseCallback]:
         """Callbacks the algorithm itself needs (e.g. PPO's value warm-up)."""
@@ -187,6 +207,12 @@ class Trainer(abc.ABC):
         return to_driving_vla(cast(ActorCriticPolicy, self.model.policy))
 
     # ------------------------------------------------------------- helpers
+    def _build_options(self) -> BuildOptions:
+        """The config's build options; a training-only config builds with the defaults."""
+        if isinstance(self.config, BuildOptions):
+            return self.config
+        return cast(BuildOptions, self.config_class())
+
     def _policy_name(self) -> str:
         dict_obs = isinstance(self.env.observation_space, spaces.Dict)
         return "MultiInputPolicy" if dict_obs else "MlpPolicy"
@@ -197,7 +223,8 @@ class Trainer(abc.ABC):
             raise ValueError(f"policy driving_vla needs a driving env's Dict observations, got "
                              f"{space}")
         keys = [k for k in ("camera", "state", "neighbors") if k in space.spaces]
-        return DrivingVLAConfig(observation_keys=keys, hidden_size=self.config.hidden_size)
+        return DrivingVLAConfig(observation_keys=keys,
+                                hidden_size=self._build_options().hidden_size)
 
     def _monitor_file(self, step: int) -> Path | None:
         return self.run_dir / "monitor" / f"from_step_{step}" if self.run_dir else None

@@ -1,4 +1,5 @@
-"""``PPOConfig``: PPO hyper-parameters, in stable-baselines3's names.
+"""``PPOTrainingConfig``: PPO hyper-parameters, in stable-baselines3's names; ``PPOConfig``:
+those and what to build when no model or env is passed in (``BuildOptions``).
 
 Seed 001 called three of them ``clip_epsilon``, ``num_epochs`` and ``num_steps``; those stay
 accepted as aliases (constructor keywords, YAML, overrides, flags, saved configs).
@@ -8,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainers_rl.rl.config import AlgorithmConfig
+from trainers_rl.rl.config import AlgorithmConfig, BuildOptions
 from trainyard_core.config import accepts_aliases
 
-__all__ = ["PPOConfig"]
+__all__ = ["PPOConfig", "PPOTrainingConfig"]
 
 
 @accepts_aliases
 @dataclasses.dataclass
-class PPOConfig(AlgorithmConfig):
-    """What PPO needs to know, each field named as SB3's ``PPO`` names it."""
+class PPOTrainingConfig(AlgorithmConfig):
+    """What PPO needs to know, each field named as SB3's ``PPO`` names it: all a trainer
+    given a model and an env uses (the main job's ``rl.ppo`` section, seed 001's API)."""
 
     gae_lambda: float = 0.95
     clip_range: float = dataclasses.field(default=0.2,
@@ -62,3 +64,16 @@ class PPOConfig(AlgorithmConfig):
         if self.batch_size > self.num_envs * self.n_steps:
             raise ValueError(f"batch_size {self.batch_size} exceeds one rollout of "
                              f"num_envs * n_steps = {self.num_envs * self.n_steps} steps")
+
+
+@accepts_aliases
+@dataclasses.dataclass
+class PPOConfig(PPOTrainingConfig, BuildOptions):
+    """PPO as a job of its own (``trainers-rl ppo``, ``PPOTrainer(config)``): the
+    hyper-parameters and what to build when no env (``env_id``) or model (``policy``,
+    ``net_arch``, ``hidden_size``) is passed in. Given a model or env, build options left at
+    their defaults are fine; others are refused (``inapplicable_options``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_build_options()

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from trainers_rl.rl.ppo.config import PPOConfig
+from trainers_rl.rl.ppo.config import PPOConfig, PPOTrainingConfig
 from trainers_rl.rl.trainer import Trainer
 
 __all__ = ["PPOTrainer"]
@@ -18,8 +18,9 @@ class PPOTrainer(Trainer):
 
     algorithm: ClassVar[type[PPO]] = PPO
     config_class: ClassVar[type[PPOConfig]] = PPOConfig
+    training_config_class: ClassVar[type[PPOTrainingConfig]] = PPOTrainingConfig
     name: ClassVar[str] = "ppo"
-    config: PPOConfig
+    config: PPOTrainingConfig
 
     def _algorithm_kwargs(self) -> dict[str, Any]:
         c = self.config

@@ -1,4 +1,5 @@
-"""``SACConfig``: SAC hyper-parameters, defaults chosen for the embedded driving env."""
+"""``SACTrainingConfig``: SAC hyper-parameters, defaults chosen for the embedded driving env;
+``SACConfig``: those and what to build when no model or env is passed in (``BuildOptions``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import dataclasses
 import math
 
 from carla_env import ENV_ID
-from trainers_rl.rl.config import AlgorithmConfig
+from trainers_rl.rl.config import AlgorithmConfig, BuildOptions
 
-__all__ = ["SACConfig", "parse_ent_coef"]
+__all__ = ["SACConfig", "SACTrainingConfig", "parse_ent_coef"]
 
 
 def parse_ent_coef(value: float | str, name: str = "ent_coef") -> float | str:
@@ -32,7 +33,7 @@ def parse_ent_coef(value: float | str, name: str = "ent_coef") -> float | str:
 
 
 @dataclasses.dataclass
-class SACConfig(AlgorithmConfig):
+class SACTrainingConfig(AlgorithmConfig):
     """What SAC needs to know, in SB3's names (they are also the SAC paper's).
 
     A step of ``train_freq`` is one step of the vector env, i.e. ``num_envs`` transitions;
@@ -41,14 +42,10 @@ class SACConfig(AlgorithmConfig):
     vector step, and a learned entropy coefficient starting at 0.1 (``auto_0.1``) since the
     reward is at most ~1 per step. SB3's start of 1.0 kept 16 envs near random for 80k steps
     where 0.1 drove (episode reward -86 vs +86 after 80k steps, one seed each).
+
+    These are all a trainer given a model and an env uses (the main job's ``rl.sac``).
     """
 
-    env_id: str = dataclasses.field(
-        default=ENV_ID,
-        metadata={
-            "help": "registered Gymnasium id with a Box action space, when no env is "
-                    "passed in"
-        })
     buffer_size: int = dataclasses.field(
         default=200_000,
         metadata={
@@ -83,8 +80,8 @@ class SACConfig(AlgorithmConfig):
     qf_net_arch: list[int] = dataclasses.field(
         default_factory=lambda: [256, 256],
         metadata={
-            "help": "critic hidden layers after DrivingVLA's features (policy: "
-                    "driving_vla); the mlp policy uses net_arch for both"
+            "help": "critic hidden layers after DrivingVLA's features (a model passed in, "
+                    "or policy: driving_vla); the mlp policy uses net_arch for both"
         })
 
     def __post_init__(self) -> None:
@@ -104,7 +101,7 @@ class SACConfig(AlgorithmConfig):
                              f"{self.buffer_size}")
         if self.alpha is not None:
             alpha = parse_ent_coef(self.alpha, "alpha")
-            default = SACConfig.__dataclass_fields__["ent_coef"].default
+            default = SACTrainingConfig.__dataclass_fields__["ent_coef"].default
             if self.ent_coef not in (default, alpha):
                 raise ValueError(f"alpha={self.alpha!r} and ent_coef={self.ent_coef!r} both set: "
                                  f"alpha is seed 001's name for ent_coef, give one")
@@ -119,3 +116,22 @@ class SACConfig(AlgorithmConfig):
         if self.log_std_init is not None:
             raise ValueError("log_std_init must be None for SAC: its standard deviation is a "
                              "learned function of the state, not a parameter to initialise")
+
+
+@dataclasses.dataclass
+class SACConfig(SACTrainingConfig, BuildOptions):
+    """SAC as a job of its own (``SACTrainer(config)``): the hyper-parameters and what to
+    build when no env (``env_id``) or model (``policy``, ``net_arch``, ``hidden_size``) is
+    passed in. Given a model or env, build options left at their defaults are fine; others
+    are refused (``inapplicable_options``)."""
+
+    env_id: str = dataclasses.field(
+        default=ENV_ID,
+        metadata={
+            "help": "registered Gymnasium id with a Box action space to build (only when no "
+                    "env is passed in)"
+        })
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_build_options()

@@ -10,8 +10,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
 from driving_vla import DrivingVLA, DrivingVLAConfig
+from trainers_rl.rl.config import AlgorithmConfig, changed_from_default
 from trainers_rl.rl.policies import load_driving_vla_sac, sac_policy_kwargs, to_driving_vla_sac
-from trainers_rl.rl.sac.config import SACConfig
+from trainers_rl.rl.sac.config import SACConfig, SACTrainingConfig
 from trainers_rl.rl.trainer import Trainer
 
 __all__ = ["SACTrainer"]
@@ -31,8 +32,21 @@ class SACTrainer(Trainer):
 
     algorithm: ClassVar[type[SAC]] = SAC
     config_class: ClassVar[type[SACConfig]] = SACConfig
+    training_config_class: ClassVar[type[SACTrainingConfig]] = SACTrainingConfig
     name: ClassVar[str] = "sac"
-    config: SACConfig
+    config: SACTrainingConfig
+
+    def _inapplicable_options(self, config: AlgorithmConfig, model_given: bool,
+                              env_given: bool) -> list[str]:
+        problems = super()._inapplicable_options(config, model_given, env_given)
+        assert isinstance(config, SACTrainingConfig)  # _sort_arguments checked it
+        builds_mlp = not model_given and getattr(config, "policy", "mlp") == "mlp"
+        if builds_mlp and changed_from_default(config, "qf_net_arch"):
+            problems.append(f"{type(config).__name__}.qf_net_arch={config.qf_net_arch} sets the "
+                            f"critic layers after DrivingVLA's features, but the policy built is "
+                            f"the mlp (no model passed in, policy mlp), whose critics use "
+                            f"net_arch; remove qf_net_arch or set policy: driving_vla")
+        return problems
 
     def _algorithm_kwargs(self) -> dict[str, Any]:
         c = self.config
