@@ -180,6 +180,9 @@ def _resume_is_checked_against_the_run(tmp_path: Path, run_dir: Path,
     ("sim.backend=carlaa", "backend"),
     ("rl.algorithm=dqn", "rl.algorithm must be one of ppo, sac, none"),
     ("eval.seed=10", "overlaps the training env seeds"),
+    ("rl.ppo.hidden_size=32", "hidden_size=32"),
+    ("rl.ppo.net_arch=[32]", "rl.ppo: PPOConfig.net_arch=[32]"),
+    ("rl.ppo.env_id=Pendulum-v1", "env_id='Pendulum-v1' names an env to build"),
 ])
 def test_bad_config_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                override: str, message: str) -> None:
@@ -205,7 +208,7 @@ def test_misspelt_key_in_a_config_file_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["driving.yaml", "driving_carla.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(DrivingRunConfig, files=[CONFIG.parent / name])
-    assert cfg.rl.algorithm == "ppo" and cfg.rl.ppo.policy == "driving_vla"
+    assert cfg.rl.algorithm == "ppo"
 
 
 @pytest.mark.carla
@@ -222,7 +225,7 @@ def test_pipeline_drives_carla_servers(tmp_path: Path) -> None:
 
 def test_pipeline_with_sac_clones_a_tanh_policy_and_fine_tunes_it(tmp_path: Path) -> None:
     sac = [
-        "rl.algorithm=sac", "rl.sac.policy=driving_vla", "rl.sac.num_envs=4",
+        "rl.algorithm=sac", "rl.sac.num_envs=4",
         "rl.sac.total_timesteps=96", "rl.sac.learning_starts=32", "rl.sac.batch_size=32",
         "rl.sac.buffer_size=1000", "rl.sac.device=cpu", "rl.eval_every=0", "export=false",
         "eval.video=none", "eval.waypoints=false"

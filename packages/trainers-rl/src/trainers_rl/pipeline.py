@@ -59,6 +59,7 @@ from trainers_rl.preflight import (
     wandb_extra,
 )
 from trainers_rl.rl.callbacks import AtRolloutStart, RecordEvaluation
+from trainers_rl.rl.config import inapplicable_options
 from trainers_rl.rl.ppo import PPOConfig, PPOTrainer
 from trainers_rl.rl.sac import SACConfig, SACTrainer
 from trainers_rl.rl.trainer import Trainer
@@ -278,6 +279,12 @@ def preflight(cfg: DrivingRunConfig) -> list[str]:
         checked.append(check_writable(run_dir, "run directory"))
     else:
         checked.append(check_writable(cfg.output_dir, "output_dir"))
+    if cfg.rl.algorithm != "none":
+        # RL fine-tunes the cloned model on the job's env: options that build one do nothing.
+        problems = inapplicable_options(cfg.algorithm_config, model_given=True, env_given=True)
+        if problems:
+            raise ConfigError(f"rl.{cfg.rl.algorithm}: " + "; ".join(problems))
+        checked.append(f"rl.{cfg.rl.algorithm}: trains the cloned model (no build options set)")
     if cfg.export:
         versions = require_modules(("onnx", "onnxscript", "onnxruntime"),
                                    EXPORT_EXTRA,
