@@ -225,10 +225,10 @@ def test_pipeline_drives_carla_servers(tmp_path: Path) -> None:
 
 def test_pipeline_with_sac_clones_a_tanh_policy_and_fine_tunes_it(tmp_path: Path) -> None:
     sac = [
-        "rl.algorithm=sac", "rl.sac.num_envs=4",
-        "rl.sac.total_timesteps=96", "rl.sac.learning_starts=32", "rl.sac.batch_size=32",
-        "rl.sac.buffer_size=1000", "rl.sac.device=cpu", "rl.eval_every=0", "export=false",
-        "eval.video=none", "eval.waypoints=false"
+        "rl.algorithm=sac", "rl.sac.num_envs=4", "rl.sac.total_timesteps=96",
+        "rl.sac.learning_starts=32", "rl.sac.batch_size=32", "rl.sac.buffer_size=1000",
+        "rl.sac.device=cpu", "rl.eval_every=0", "export=false", "eval.video=none",
+        "eval.waypoints=false"
     ]
     argv = ["train", "--config", str(CONFIG), "--output-dir", str(tmp_path), *TINY, *sac]
     assert main(argv) == 0
