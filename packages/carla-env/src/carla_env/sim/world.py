@@ -118,6 +118,10 @@ class World:
             """Each reset world's uniforms for ``keys``: (E, broadcast of keys)."""
             return counter_rng.uniform(*keys, start=seed[:, None])
 
+        # The traffic pose cache stays valid for the other worlds: only the reset ones change,
+        # and recomputing theirs alone saves a full to_world over every world after each
+        # autoreset (the observation that follows reads all of them).
+        pose_was_valid = self._pose_version == self._version
         self._version += 1
         self.seed[e] = seed
         self.steps[e] = 0
@@ -142,6 +146,13 @@ class World:
             flag[e] = False
         if p.max_vehicles:
             traffic.place(self.traffic, p, e, draw, s0, lane)
+            if pose_was_valid:
+                for cached, fresh in zip(self._pose,
+                                         self.routes.to_world(route[:, None], self.traffic.s[e],
+                                                              self.traffic.d[e]),
+                                         strict=True):
+                    cached[e] = fresh
+                self._pose_version = self._version
         self.signals.offset[e] = draw(np.arange(self.num_junctions),
                                       _DRAW_SIGNAL_OFFSET) * SIGNAL_CYCLE
         self.cross.active[e] = False
