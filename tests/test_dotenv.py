@@ -45,9 +45,16 @@ def _compose_bin() -> str:
 
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
-    """A copy of the Makefile and compose file, and a recording `docker` first on PATH."""
+    """A copy of the Makefile, what it reads the package list from (ci/packages.py and each
+    package's pyproject.toml), the compose file, and a recording `docker` first on PATH."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     shutil.copytree(ROOT / "compose", tmp_path / "compose")
+    (tmp_path / "ci").mkdir()
+    shutil.copy(ROOT / "ci" / "packages.py", tmp_path / "ci" / "packages.py")
+    for pyproject in ROOT.glob("packages/*/pyproject.toml"):
+        target = tmp_path / pyproject.relative_to(ROOT)
+        target.parent.mkdir(parents=True)
+        shutil.copy(pyproject, target)
     (tmp_path / "bin").mkdir()
     (tmp_path / "log").mkdir()
     docker = tmp_path / "bin" / "docker"
