@@ -3,7 +3,10 @@ macro actions really reach, pick up and open what they name in minigrid."""
 
 from __future__ import annotations
 
+import base64
 import re
+import struct
+import zlib
 
 import gymnasium as gym
 import numpy as np
@@ -15,6 +18,8 @@ from env_servers.envs.babyai import (
     FORWARD,
     LEFT,
     LEVELS,
+    NO_CHANGE,
+    NOT_RECOGNIZED,
     PICKUP,
     RIGHT,
     TOGGLE,
@@ -45,10 +50,27 @@ def test_task_ids_are_agentgyms(family: BabyAIFamily) -> None:
     assert family.task(0) == BabyAITask("BabyAI-GoToRedBallGrey-v0", 0)
     assert family.task(41) == BabyAITask("BabyAI-GoToRedBall-v0", 1)
     assert family.task(39_999) == BabyAITask("BabyAI-BossLevelNoUnlock-v0", 999)
-    for bad in (-1, 40_000):
-        with pytest.raises(TaskOutOfRange, match=f"data_idx {bad} is out of range"):
-            family.task(bad)
+    with pytest.raises(TaskOutOfRange, match=r"data_idx -1 is out of range: babyai takes any "):
+        family.check_data_idx(-1)
+    with pytest.raises(TaskOutOfRange, match="data_idx -41 is out of range"):
+        family.task(-41)
     assert BabyAIFamily(seeds_per_level=3).num_tasks() == 120
+
+
+def test_task_ids_past_the_listed_ones_name_agentgyms_worlds(family: BabyAIFamily) -> None:
+    # agentenv-babyai: level all_levels[data_idx % 40 + 1], seed data_idx // 40, no upper bound
+    for data_idx in (40_000, 40_041, 123_456_789):
+        family.check_data_idx(data_idx)
+    assert family.task(40_000) == BabyAITask("BabyAI-GoToRedBallGrey-v0", 1000)
+    assert family.task(40_041) == BabyAITask("BabyAI-GoToRedBall-v0", 1001)
+    assert BabyAIFamily(seeds_per_level=3).task(120) == BabyAITask("BabyAI-GoToRedBallGrey-v0", 3)
+    env = family.create()
+    first = env.reset(40_041)
+    world = gym.make("BabyAI-GoToRedBall-v0", disable_env_checker=True).unwrapped
+    world.reset(seed=1001)
+    assert first.startswith(f"Your goal: {world.mission}\n")
+    assert (tuple(_world(env).agent_pos), _world(env).agent_dir) == (tuple(world.agent_pos),
+                                                                     world.agent_dir)
 
 
 def test_every_level_resets_to_goal_view_and_actions(family: BabyAIFamily) -> None:
@@ -176,8 +198,8 @@ def test_unavailable_action_explains_and_changes_nothing(family: BabyAIFamily) -
     env.reset(1)
     world = _world(env)
     before = (tuple(world.agent_pos), world.agent_dir, world.step_count)
-    result = env.step("pickup purple box 3")
-    assert result.observation.startswith("You cannot pickup purple box 3 now")
+    result = env.step("pickup purple box 3")  # well formed, but no such box: AgentGym's words
+    assert result.observation.startswith(NOT_RECOGNIZED + "\nAvailable actions: [")
     assert (result.reward, result.done) == (0.0, False)
     assert (tuple(world.agent_pos), world.agent_dir, world.step_count) == before
 
@@ -215,3 +237,100 @@ def test_check_lists_actions_without_acting(family: BabyAIFamily) -> None:
     assert result.observation.startswith("You can take the following actions: " +
                                          ", ".join(_actions(first)))
     assert env.observation().startswith("Your goal: ")
+
+
+def _turns_until(env: BabyAIEnv, steps: int) -> None:
+    while _world(env).step_count < steps:
+        assert env.step("turn left").done is False
+
+
+def test_a_late_success_or_the_step_limit_does_not_end_an_agentgym_episode(
+        family: BabyAIFamily) -> None:
+    env = family.create()
+    env.reset(0)  # GoToRedBallGrey, seed 0: the red ball is in sight; max_steps 64
+    assert _world(env).max_steps == 64
+    quick = env.step("go to red ball 1")
+    assert quick.done and quick.reward > 0.5 and quick.info["terminated"]
+
+    env.reset(0)
+    _turns_until(env, 36)  # four full turns: the same pose, 36 of 64 steps spent
+    late = env.step("go to red ball 1")
+    # minigrid: success, shaped reward 1 - 0.9 * steps / 64 <= 0.5; AgentGym plays on
+    assert late.info["terminated"] and 0 < late.reward <= 0.5
+    assert late.done is False and late.score == late.reward
+    assert "The task is completed." in late.observation
+    _turns_until(env, 64)
+    limit = env.step("turn left")
+    assert limit.info["truncated"] and limit.done is False
+    assert "step limit" not in limit.observation
+    assert env.step("turn right").done is False  # still playable past minigrid's limit
+
+
+def test_minigrid_episode_end_is_an_option() -> None:
+    family = BabyAIFamily(episode_end="minigrid")
+    env = family.create()
+    env.reset(0)
+    _turns_until(env, 36)
+    late = env.step("go to red ball 1")
+    assert late.done and 0 < late.reward <= 0.5
+    env.reset(0)
+    while _world(env).step_count < 63:
+        env.step("turn left")
+    limit = env.step("turn left")
+    assert limit.done and limit.info["truncated"] and not limit.info["terminated"]
+    assert limit.observation.split("\n")[1] == " The step limit of this task is reached."
+    with pytest.raises(ValueError, match="episode_end must be 'agentgym' or 'minigrid', got 'x'"):
+        BabyAIFamily(episode_end="x")  # type: ignore[arg-type]
+
+
+def test_invalid_action_observation_is_agentgyms_and_changes_nothing(family: BabyAIFamily) -> None:
+    env = family.create()
+    first = env.reset(1)
+    world = _world(env)
+    before = (tuple(world.agent_pos), world.agent_dir, world.step_count)
+    actions = first[first.index("\nAvailable actions: ["):]
+    for action in ("fly away", "Thought: I should go"):
+        with pytest.raises(InvalidAction) as refused:
+            env.step(action)
+        answer = env.invalid_action_observation(action, str(refused.value))
+        assert answer == NOT_RECOGNIZED + actions
+        assert env.observation() == f"Your goal: {env.goal}\n{answer}"
+    assert env.invalid_action_observation("", "action is empty") == NO_CHANGE + actions
+    assert NO_CHANGE == "No change in state."
+    assert NOT_RECOGNIZED == "The action is not recognized. Please check valid actions."
+    assert (tuple(world.agent_pos), world.agent_dir, world.step_count) == before
+    assert env.step("turn left").observation != answer  # the game goes on from where it was
+
+
+def _png_pixels(png: bytes) -> np.ndarray:
+    """Decode an 8-bit RGB, unfiltered PNG by the spec (signature, chunk CRCs, IHDR, IDAT)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    at, chunks = 8, {}
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at:at + 4])
+        kind, data = png[at + 4:at + 8], png[at + 8:at + 8 + length]
+        (crc,) = struct.unpack(">I", png[at + 8 + length:at + 12 + length])
+        assert zlib.crc32(kind + data) & 0xFFFFFFFF == crc, kind
+        chunks[kind] = chunks.get(kind, b"") + data
+        at += 12 + length
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    assert (depth, color, interlace) == (8, 2, 0) and b"IEND" in chunks
+    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, -1)
+    assert not rows[:, 0].any()  # filter type 0 on every row
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def test_render_is_agentgyms_png_data_url_of_the_grid(family: BabyAIFamily) -> None:
+    env = family.create()
+    with pytest.raises(RuntimeError, match="render before reset"):
+        env.render()
+    env.reset(5)
+    picture = env.render()
+    assert picture.startswith("data:image/png;base64,")
+    pixels = _png_pixels(base64.b64decode(picture.removeprefix("data:image/png;base64,")))
+    world = _world(env)
+    frame = world.get_frame(highlight=True, tile_size=world.tile_size)
+    assert pixels.shape == (world.height * world.tile_size, world.width * world.tile_size, 3)
+    assert np.array_equal(pixels, frame)
+    env.step("turn left")
+    assert env.render() != picture  # it draws the world as it is now

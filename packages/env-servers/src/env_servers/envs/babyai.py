@@ -5,19 +5,30 @@ of you and 1 steps to your right.") and acts with AgentGym's high-level actions 
 ball 1", "pickup red ball 1", "toggle and go through green closed door 1", "move forward"),
 each expanded into minigrid's primitive actions by a breadth-first planner over the cells it
 can see. Task ``data_idx`` is AgentGym's: level ``LEVELS[data_idx % 40]``, seed
-``data_idx // 40``, so an AgentGym split names the same worlds here.
+``data_idx // 40``, for every ``data_idx >= 0`` (``num_tasks()`` only sizes the listed split),
+so an AgentGym split names the same worlds here.
+
+An episode ends as on AgentGym's server (``episode_end="agentgym"``, the default): only when
+the level's instruction is met with minigrid's shaped reward ``1 - 0.9 * steps / max_steps``
+above 0.5. minigrid's step limit does not end it (the round limit is the client's; the flag
+is in ``info["truncated"]``), nor does a late success (reward <= 0.5) or a failed
+instruction (reward 0): the agent plays on. ``episode_end="minigrid"`` ends at minigrid's
+``terminated or truncated`` instead.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import functools
 import io
 import re
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the BabyAI-* ids)
@@ -27,8 +38,8 @@ from minigrid.core.constants import COLOR_NAMES, IDX_TO_COLOR, IDX_TO_OBJECT
 from env_servers.envs.base import EnvFamily, InvalidAction, StepResult, TaskOutOfRange, TextEnv
 
 __all__ = [
-    "LEVELS", "BabyAIEnv", "BabyAIFamily", "BabyAITask", "Routes", "Seen", "View", "action_menu",
-    "describe", "parse_action", "plan", "read_view"
+    "LEVELS", "NOT_RECOGNIZED", "NO_CHANGE", "BabyAIEnv", "BabyAIFamily", "BabyAITask", "Routes",
+    "Seen", "View", "action_menu", "describe", "parse_action", "plan", "png_rgb", "read_view"
 ]
 
 # AgentGym's level order (its `all_levels`, 1-based there): data_idx % 40 picks one.
@@ -54,6 +65,11 @@ _DOOR_STATES = ("open", "closed", "locked")
 _SHOWN = ("door", "key", "ball", "box", "goal", "lava")  # what the description lists
 _WALKABLE = frozenset({"empty", "floor", "goal"})  # plus open doors; never lava
 _CHECK = "check available actions"
+# agentenv-babyai's answers to an action outside the menu, and to an empty one
+NOT_RECOGNIZED = "The action is not recognized. Please check valid actions."
+NO_CHANGE = "No change in state."
+_SUCCESS_ABOVE = 0.5  # AgentGym: an episode is done only with a reward above this
+EpisodeEnd = Literal["agentgym", "minigrid"]
 # Unit moves for headings 0..3 = forward, right, back, left of the pose the plan starts in.
 _HEADINGS = ((1, 0), (0, 1), (-1, 0), (0, -1))
 # BabyAI's level generator prints "Sampling rejected: ..." to stdout; swallowing that swaps the
@@ -404,20 +420,24 @@ class BabyAIEnv(TextEnv):
         if label == _CHECK:
             self._last = "You can take the following actions: " + ", ".join(self._menu)
         elif label not in self._menu:
-            self._last = self._why.get(
-                label, f"You cannot {label} now; it is not among the available actions.")
+            self._last = self._why.get(label, NOT_RECOGNIZED)
         else:
             return self._execute(label)
         return StepResult(self._last + self._actions(), 0.0, False, self._score, {"action": label})
 
     def _execute(self, label: str) -> StepResult:
+        agentgym = self._family.episode_end == "agentgym"
         reward, terminated, truncated = 0.0, False, False
         obs: dict[str, Any] = {"image": self._image}
         for primitive in self._menu[label]:
             before = (self._env.agent_pos, self._env.agent_dir, self._env.carrying, obs["image"])
             obs, r, terminated, truncated, _ = self._env.step(primitive)
             reward += float(r)
-            if terminated or truncated:
+            # The instruction's verdict ends the macro action. AgentGym's server plays the rest
+            # of it and keeps only the last primitive's reward, which loses the success of
+            # "toggle and go through" on the Open levels (the toggle succeeds, the move scores
+            # 0): that is not copied. Truncation ends it only where it ends the episode.
+            if terminated or (truncated and not agentgym):
                 break
             after = (self._env.agent_pos, self._env.agent_dir, self._env.carrying)
             if after == before[:3] and np.array_equal(obs["image"], before[3]):
@@ -428,13 +448,32 @@ class BabyAIEnv(TextEnv):
             text += "\n The task is completed."
         elif terminated:
             text += "\n The task has failed."
-        elif truncated:
+        elif truncated and not agentgym:
             text += "\n The step limit of this task is reached."
+        # agentenv-babyai: done only on a success worth more than 0.5
+        done = (terminated and reward > _SUCCESS_ABOVE) if agentgym else (terminated or truncated)
         self._last = text
-        return StepResult(text + self._actions(), reward, terminated or truncated, self._score, {
-            "action": label,
-            "env_steps": self._env.step_count
-        })
+        info = {"action": label, "env_steps": self._env.step_count}
+        info.update(terminated=terminated, truncated=truncated)
+        return StepResult(text + self._actions(), reward, done, self._score, info)
+
+    def invalid_action_observation(self, action: str, reason: str) -> str:
+        """agentenv-babyai's answer: "No change in state." to an empty action, "The action is
+        not recognized. Please check valid actions." to any other it cannot parse, then the
+        action list; it becomes the current observation, as there."""
+        if self._env is None:
+            raise RuntimeError("step before reset")  # the server answers 409 before this
+        self._last = NO_CHANGE if not action.strip() else NOT_RECOGNIZED
+        return self._last + self._actions()
+
+    def render(self) -> str:
+        """The whole grid as AgentGym's ``POST /render`` returns it: a PNG as a
+        ``data:image/png;base64,...`` URL, drawn by minigrid (``get_frame``: the agent's view
+        highlighted, ``tile_size`` pixels per cell), RGB, 8 bits."""
+        if self._env is None:
+            raise RuntimeError("render before reset")  # the server answers 409 before this
+        frame = self._env.get_frame(highlight=self._env.highlight, tile_size=self._env.tile_size)
+        return "data:image/png;base64," + base64.b64encode(png_rgb(frame)).decode("ascii")
 
     def close(self) -> None:
         if self._env is not None:
@@ -443,29 +482,56 @@ class BabyAIEnv(TextEnv):
             self._level = ""
 
 
+def png_rgb(image: np.ndarray) -> bytes:
+    """A ``(height, width, 3)`` uint8 image as PNG bytes (zlib and the PNG framing: no
+    imaging library needed for one picture per request)."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"png_rgb needs a (height, width, 3) image, got shape {image.shape}")
+    height, width = image.shape[:2]
+    pixels = np.ascontiguousarray(image, np.uint8).reshape(height, width * 3)
+    rows = np.hstack([np.zeros((height, 1), np.uint8), pixels])  # filter 0 (none) per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+            chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
 class BabyAIFamily(EnvFamily):
-    """The 40 BabyAI levels AgentGym serves, ``seeds_per_level`` worlds each."""
+    """The 40 BabyAI levels AgentGym serves: ``seeds_per_level`` worlds each are listed
+    (``num_tasks``), and any ``data_idx >= 0`` names a world, as on AgentGym's server.
+    ``episode_end``: ``"agentgym"`` (default) or ``"minigrid"``, see the module's docstring."""
 
     name: ClassVar[str] = "babyai"
     blocking: ClassVar[bool] = False  # a step is ~0.3 ms of Python: threads only add overhead
 
-    def __init__(self, seeds_per_level: int = 1000) -> None:
+    def __init__(self, seeds_per_level: int = 1000, episode_end: EpisodeEnd = "agentgym") -> None:
         if seeds_per_level < 1:
             raise ValueError(f"seeds_per_level must be >= 1, got {seeds_per_level}")
+        if episode_end not in ("agentgym", "minigrid"):
+            raise ValueError(f"episode_end must be 'agentgym' or 'minigrid', got {episode_end!r}")
         self.seeds_per_level = seeds_per_level
+        self.episode_end = episode_end
 
     def num_tasks(self) -> int:
         return len(LEVELS) * self.seeds_per_level
 
+    def check_data_idx(self, data_idx: int) -> None:
+        """Every ``data_idx >= 0``: AgentGym's server maps any of them to a level and a seed."""
+        if data_idx < 0:
+            raise TaskOutOfRange(f"data_idx {data_idx} is out of range: babyai takes any "
+                                 f"data_idx >= 0 (it lists 0..{self.num_tasks() - 1})")
+
     def task(self, data_idx: int) -> BabyAITask:
         """AgentGym's mapping: level ``data_idx % 40``, seed ``data_idx // 40``."""
-        if not 0 <= data_idx < self.num_tasks():
-            raise TaskOutOfRange(f"data_idx {data_idx} is out of range: babyai has task ids "
-                                 f"0..{self.num_tasks() - 1}")
+        self.check_data_idx(data_idx)
         return BabyAITask(LEVELS[data_idx % len(LEVELS)], data_idx // len(LEVELS))
 
     def tasks(self) -> Iterator[BabyAITask]:
-        """Every task in ``data_idx`` order."""
+        """Every listed task in ``data_idx`` order."""
         return (self.task(i) for i in range(self.num_tasks()))
 
     def create(self) -> BabyAIEnv:

@@ -24,11 +24,13 @@ class StepResult:
 
 
 class InvalidAction(ValueError):
-    """An action the environment does not understand; the server answers 4xx with it."""
+    """An action the environment does not understand. A strict server answers 422 with its
+    message; by default the server answers in-game with ``TextEnv.invalid_action_observation``."""
 
 
 class TaskOutOfRange(IndexError):
-    """A ``data_idx`` outside ``0 .. num_tasks() - 1``; the server answers 4xx with it."""
+    """A ``data_idx`` the family cannot start (``EnvFamily.check_data_idx``); the server
+    answers 4xx with it."""
 
 
 class TextEnv(abc.ABC):
@@ -45,6 +47,19 @@ class TextEnv(abc.ABC):
     @abc.abstractmethod
     def observation(self) -> str:
         """The current observation (what the agent sees now)."""
+
+    def invalid_action_observation(self, action: str, reason: str) -> str:
+        """The in-game answer to ``action`` after ``step(action)`` raised ``InvalidAction``
+        with ``reason`` (or the action was empty): what the agent reads instead of an HTTP
+        error, because for RL that message is the signal it learns from, and AgentGym's
+        clients die on a non-200.
+
+        Contract: call it only instead of a ``step`` that refused the action; it changes no
+        game state, makes the returned text the current ``observation()`` where the family
+        shows the last message there (BabyAI, TextCraft), and the step it answers has reward
+        0, is not done and leaves the score as it was. Families return AgentGym's wording;
+        this default returns ``reason``."""
+        return reason
 
     def reset_info(self) -> dict[str, Any]:
         """Fields the family's ``/reset`` answer carries beside the observation, read right
@@ -68,7 +83,16 @@ class EnvFamily(abc.ABC):
 
     @abc.abstractmethod
     def num_tasks(self) -> int:
-        """How many tasks ``data_idx`` can name (fixed, so splits are reproducible)."""
+        """How many tasks the family lists, ``data_idx`` 0 .. n - 1 (fixed, so splits are
+        reproducible); ``check_data_idx`` says which ids ``reset`` takes beyond."""
+
+    def check_data_idx(self, data_idx: int) -> None:
+        """Raise ``TaskOutOfRange`` (naming the accepted ids) unless ``reset(data_idx)`` can
+        start a task. Default: ``0 .. num_tasks() - 1``; families whose AgentGym server wraps
+        larger ids (BabyAI, TextCraft) accept every ``data_idx >= 0``."""
+        if not 0 <= data_idx < self.num_tasks():
+            raise TaskOutOfRange(f"data_idx {data_idx} is out of range: {self.name} has task ids "
+                                 f"0..{self.num_tasks() - 1}")
 
     @abc.abstractmethod
     def create(self) -> TextEnv:
