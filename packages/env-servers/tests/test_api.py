@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from env_servers.app import create_app
 from env_servers.envs.base import EnvFamily, StepResult, TextEnv
 from env_servers.settings import ServeConfig
-from env_servers.testing import server_thread
+from env_servers.testing import ManualClock, server_thread
 
 
 @pytest.fixture(scope="module")
@@ -207,22 +208,94 @@ def test_too_many_instances_answers_429_until_one_is_closed() -> None:
         assert _get(url, "/health")["instances"] == 3
 
 
-def test_idle_instances_are_reaped_and_then_answer_404() -> None:
+def test_idle_instances_are_reaped_and_a_reset_recreates_them() -> None:
     app = create_app("babyai", ServeConfig(env="babyai", idle_timeout_s=0.6))
     with server_thread(app) as url:
         idle = _post(url, "/create")["id"]
         busy = _post(url, "/create")["id"]
         _post(url, "/reset", {"id": busy, "data_idx": 0})
+        _post(url, "/reset", {"id": idle, "data_idx": 1})
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:  # keep one instance in use past the timeout
             _post(url, "/step", {"id": busy, "action": "turn left"})
             time.sleep(0.1)
-        gone = httpx.post(f"{url}/reset", json={"id": idle, "data_idx": 0})
+        assert (_get(url, "/health")["instances"], _get(url, "/health")["reaped"]) == (1, 1)
+        # a step without a reset: the episode is lost, the 404 says why and what brings it back
+        gone = httpx.post(f"{url}/step", json={"id": idle, "action": "turn left"})
         assert gone.status_code == 404
         assert "after 0.6 s without a call" in gone.json()["detail"]
+        assert "POST /reset with this id recreates it" in gone.json()["detail"]
+        reset = _post(url, "/reset", {"id": idle, "data_idx": 1})  # same id, fresh env
+        assert reset["observation"].startswith("Your goal: go to the red ball")
+        assert _post(url, "/step", {"id": idle, "action": "turn right"})["done"] is False
         assert _post(url, "/step", {"id": busy, "action": "turn right"})["done"] is False
         health = _get(url, "/health")
-        assert (health["instances"], health["reaped"]) == (1, 1)
+        assert (health["instances"], health["reaped"], health["recreated"]) == (2, 1, 1)
+
+
+def _pause(url: str, clock: ManualClock, seconds: float, reaped: int) -> None:
+    """Let ``seconds`` pass on the server's clock and wait for its reaper to notice."""
+    clock.advance(seconds)
+    deadline = time.monotonic() + 10
+    while _get(url, "/health")["reaped"] < reaped:
+        assert time.monotonic() < deadline, "the reaper never ran"
+        time.sleep(0.05)
+
+
+def _clocked_app(**settings: Any) -> tuple[FastAPI, ManualClock]:
+    # a short timeout makes the reaper look every 0.1 s; the frozen clock decides who is idle
+    app = create_app("babyai", ServeConfig(env="babyai", idle_timeout_s=0.4, **settings))
+    clock = ManualClock()
+    app.state.manager.clock = clock
+    return app, clock
+
+
+def test_a_closed_id_is_not_recreated_and_a_reaped_then_closed_one_neither() -> None:
+    app, clock = _clocked_app()
+    with server_thread(app) as url:
+        closed = _post(url, "/create")["id"]
+        reaped = _post(url, "/create")["id"]
+        assert _post(url, "/close", {"id": closed}) is True
+        _pause(url, clock, 1, reaped=1)
+        refused = httpx.post(f"{url}/reset", json={"id": closed, "data_idx": 0})
+        assert refused.status_code == 404 and "was closed" in refused.json()["detail"]
+        assert "recreates" not in refused.json()["detail"]
+        assert _post(url, "/close", {"id": reaped}) is False  # AgentGym: nothing to close
+        refused = httpx.post(f"{url}/reset", json={"id": reaped, "data_idx": 0})
+        assert refused.status_code == 404 and _get(url, "/health")["recreated"] == 0
+
+
+def test_recreating_a_reaped_id_respects_max_instances() -> None:
+    app, clock = _clocked_app(max_instances=1)
+    with server_thread(app) as url:
+        reaped = _post(url, "/create")["id"]
+        _pause(url, clock, 1, reaped=1)
+        holder = _post(url, "/create")["id"]
+        full = httpx.post(f"{url}/reset", json={"id": reaped, "data_idx": 0})
+        assert full.status_code == 429 and "max_instances is 1" in full.json()["detail"]
+        assert _post(url, "/close", {"id": holder}) is True
+        assert _post(url, "/reset", {"id": reaped, "data_idx": 0})["done"] is False
+        assert _get(url, "/health")["recreated"] == 1
+
+
+def test_concurrent_resets_of_a_reaped_id_recreate_it_once() -> None:
+    app, clock = _clocked_app()
+
+    async def resets(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(client.post("/reset", json={
+                    "id": reaped,
+                    "data_idx": 2
+                }) for _ in range(8)))
+        return [a.status_code for a in answers]
+
+    with server_thread(app) as url:
+        reaped = _post(url, "/create")["id"]
+        _pause(url, clock, 1, reaped=1)
+        assert asyncio.run(resets(url)) == [200] * 8
+        health = _get(url, "/health")
+        assert (health["instances"], health["recreated"]) == (1, 1)
 
 
 class _SlowEnv(TextEnv):

@@ -1,7 +1,10 @@
 """Bad input gets a 4xx whose JSON message names the problem, and the server stays up.
 
 AgentGym's servers answer most of these with HTTP 200 and ``{"error": ...}`` (or a 500);
-here each is a real status code, asserted together with a piece of the message."""
+here each is a real status code, asserted together with a piece of the message. The servers
+here run with ``strict_actions``, so an unparseable action is a 422 too; AgentGym's clients'
+default (the in-game answer, and ``false`` for a close with nothing to close) is tested in
+``test_agentgym_clients.py``."""
 
 from __future__ import annotations
 
@@ -31,7 +34,10 @@ class Ids:
 
 @pytest.fixture(scope="module")
 def babyai() -> Iterator[Ids]:
-    cfg = ServeConfig(env="babyai", max_body_bytes=MAX_BODY, max_action_chars=MAX_ACTION)
+    cfg = ServeConfig(env="babyai",
+                      max_body_bytes=MAX_BODY,
+                      max_action_chars=MAX_ACTION,
+                      strict_actions=True)
     with server_thread(create_app("babyai", cfg)) as url:
         ids = [httpx.post(f"{url}/create").json()["id"] for _ in range(4)]
         for i in (ids[0], ids[3]):
@@ -79,16 +85,14 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, tuple[str, ...]]] = [
             "id": "CLOSED"
         }
     }, 404, ("was closed",)),
-    ("closed id close", "POST", "/close", {
-        "json": {
-            "id": "CLOSED"
-        }
-    }, 404, ("was closed",)),
-    ("close unknown id", "POST", "/close", {
+    ("render unknown id", "POST", "/render", {
         "json": {
             "id": 424242
         }
     }, 404, ("424242",)),
+    ("render without id", "POST", "/render", {
+        "json": {}
+    }, 422, ("body needs id",)),
     ("reset before create", "POST", "/reset", {
         "json": {
             "id": 31337,
@@ -309,7 +313,8 @@ def test_bad_input_is_a_4xx_naming_the_problem(babyai: Ids, name: str, method: s
 
 @pytest.fixture(scope="module")
 def textcraft() -> Iterator[str]:
-    with server_thread(create_app("textcraft", ServeConfig(env="textcraft"))) as url:
+    with server_thread(create_app("textcraft", ServeConfig(env="textcraft",
+                                                           strict_actions=True))) as url:
         yield url
 
 
@@ -350,7 +355,8 @@ def test_textcraft_unknown_action_and_view(textcraft: str) -> None:
 
 
 def test_searchqa_bad_input() -> None:
-    with server_thread(create_app("searchqa", ServeConfig(env="searchqa"))) as url:
+    with server_thread(create_app("searchqa", ServeConfig(env="searchqa",
+                                                          strict_actions=True))) as url:
         env_idx = httpx.post(f"{url}/create", json={"id": 0}).json()
         wrong_key = httpx.post(f"{url}/step", json={"id": env_idx, "action": "<search>x</search>"})
         assert wrong_key.status_code == 422 and "body.env_idx" in wrong_key.json()["detail"]
@@ -361,3 +367,22 @@ def test_searchqa_bad_input() -> None:
         untagged = httpx.post(f"{url}/step", json={"env_idx": env_idx, "action": "no tags"})
         assert untagged.status_code == 422 and "<search>" in untagged.json()["detail"]
         assert httpx.get(f"{url}/health").json()["instances"] == 1
+
+
+def test_close_with_nothing_to_close_is_false_not_an_error(babyai: Ids) -> None:
+    for target in (babyai.closed, 424242):  # closed before, never created
+        response = httpx.post(f"{babyai.url}/close", json={"id": target})
+        assert response.status_code == 200 and response.json() is False
+
+
+def test_render_where_the_family_draws_nothing_names_it(textcraft: str) -> None:
+    env_id = httpx.post(f"{textcraft}/create").json()["id"]
+    response = httpx.post(f"{textcraft}/render", json={"id": env_id})
+    assert response.status_code == 404
+    assert "textcraft instances cannot render" in response.json()["detail"]
+
+
+def test_strict_actions_is_a_flag_and_shows_in_health(babyai: Ids) -> None:
+    assert ServeConfig(env="babyai").strict_actions is False  # AgentGym's behaviour by default
+    health = httpx.get(f"{babyai.url}/health").json()
+    assert health["strict_actions"] is True and health["invalid_actions"] == 0

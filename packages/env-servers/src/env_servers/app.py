@@ -46,6 +46,9 @@ class Health(BaseModel):
     max_instances: int = 0
     idle_timeout_s: float = 0.0
     reaped: int = 0
+    recreated: int = 0  # reaped ids brought back by a /reset on them
+    strict_actions: bool = False
+    invalid_actions: int = 0  # unparseable actions answered in-game (0 when strict)
 
 
 def _json(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -184,7 +187,8 @@ def create_app(family: EnvFamily | str | None = None,
                               max_instances=settings.max_instances,
                               idle_timeout_s=settings.idle_timeout_s,
                               max_action_chars=settings.max_action_chars,
-                              offload=_OFFLOAD[settings.offload])
+                              offload=_OFFLOAD[settings.offload],
+                              strict_actions=settings.strict_actions)
     served = family
 
     @contextlib.asynccontextmanager
@@ -221,7 +225,10 @@ def create_app(family: EnvFamily | str | None = None,
                       instances=len(manager),
                       max_instances=manager.max_instances,
                       idle_timeout_s=manager.idle_timeout_s,
-                      reaped=manager.reaped)
+                      reaped=manager.reaped,
+                      recreated=manager.recreated,
+                      strict_actions=manager.strict_actions,
+                      invalid_actions=manager.invalid_actions)
 
     add_family_routes(app, manager)
     return app

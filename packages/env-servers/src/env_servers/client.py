@@ -20,9 +20,9 @@ Retries (``retries`` extra attempts, exponential backoff), and why only these:
   restarting.
 - A failure after the request may have reached the server (read timeout, dropped connection)
   is retried only for calls whose repetition is harmless: ``health``, ``observation``,
-  ``reset`` (it puts the instance in the same state again) and ``close`` (a 404 on the retry
-  means the first attempt did close it). ``create`` would leak an instance and ``step`` would
-  apply the action twice, so they raise instead.
+  ``reset`` (it puts the instance in the same state again) and ``close`` (a ``false`` or,
+  from older servers, a 404 on the retry means the first attempt did close it). ``create``
+  would leak an instance and ``step`` would apply the action twice, so they raise instead.
 - An HTTP error status (4xx, 429, 5xx) is the server's answer, never retried: a 429 means it
   is at capacity, which more requests do not fix.
 """
@@ -90,6 +90,13 @@ class StepResult:
     done: bool
     score: float | None = None
     raw: Any = None
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def invalid_action(self) -> bool:
+        """The server did not understand the action and answered with its in-game message
+        (our servers mark it in ``info``; AgentGym's never do)."""
+        return bool(self.info.get("invalid_action"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,11 +168,18 @@ class _Wire:
     def parse_step(self, payload: Any) -> StepResult:
         observation = _text(payload, "/step")
         score = payload.get("score")
+        info = payload.get("info")
         return StepResult(observation=observation,
                           reward=float(payload.get("reward") or 0.0),
                           done=bool(payload.get("done", False)),
                           score=None if score is None else float(score),
-                          raw=payload)
+                          raw=payload,
+                          info=dict(info) if isinstance(info, dict) else {})
+
+    @staticmethod
+    def parse_close(payload: Any, ambiguous: bool) -> bool:
+        # ``false``: nothing was there to close. After a retry that is our first attempt's doing.
+        return payload is not False or ambiguous
 
     @staticmethod
     def parse_observation(payload: Any) -> str:
@@ -241,7 +255,8 @@ class _Base:
         self.backoff = backoff
 
     def _closed_already(self, exc: EnvServerError, call: _Call, ambiguous: bool) -> bool:
-        # A retried /close whose first attempt went through finds nothing left to close.
+        # A retried /close whose first attempt went through finds nothing left to close (older
+        # servers answered that with 404; today's answer 200 ``false``).
         return call.safety == "close" and ambiguous and exc.status == 404
 
 
@@ -288,11 +303,14 @@ class EnvClient(_Base):
                 time.sleep(_backoff(attempt, self.backoff))
                 continue
             try:
-                return _answer(response, call)
+                payload = _answer(response, call)
             except EnvServerError as exc:
                 if self._closed_already(exc, call, ambiguous):
-                    return None
+                    return True
                 raise
+            if call.safety == "close":
+                return self.wire.parse_close(payload, ambiguous)
+            return payload
         raise AssertionError("unreachable")
 
     def health(self) -> dict[str, Any]:
@@ -320,9 +338,10 @@ class EnvClient(_Base):
         """The instance's current observation."""
         return self.wire.parse_observation(self._send(self.wire.observation(env_id)))
 
-    def close(self, env_id: int) -> None:
-        """Free instance ``env_id`` on the server."""
-        self._send(self.wire.close(env_id))
+    def close(self, env_id: int) -> bool:
+        """Free instance ``env_id`` on the server: ``True``, or ``False`` when the server had
+        nothing to close (already closed, reaped, never created)."""
+        return bool(self._send(self.wire.close(env_id)))
 
 
 class AsyncEnvClient(_Base):
@@ -373,11 +392,14 @@ class AsyncEnvClient(_Base):
                 await asyncio.sleep(_backoff(attempt, self.backoff))
                 continue
             try:
-                return _answer(response, call)
+                payload = _answer(response, call)
             except EnvServerError as exc:
                 if self._closed_already(exc, call, ambiguous):
-                    return None
+                    return True
                 raise
+            if call.safety == "close":
+                return self.wire.parse_close(payload, ambiguous)
+            return payload
         raise AssertionError("unreachable")
 
     async def health(self) -> dict[str, Any]:
@@ -405,9 +427,10 @@ class AsyncEnvClient(_Base):
         """The instance's current observation."""
         return self.wire.parse_observation(await self._send(self.wire.observation(env_id)))
 
-    async def close(self, env_id: int) -> None:
-        """Free instance ``env_id`` on the server."""
-        await self._send(self.wire.close(env_id))
+    async def close(self, env_id: int) -> bool:
+        """Free instance ``env_id`` on the server: ``True``, or ``False`` when the server had
+        nothing to close (already closed, reaped, never created)."""
+        return bool(await self._send(self.wire.close(env_id)))
 
 
 def describe(result: ResetResult | StepResult) -> Mapping[str, Any]:

@@ -6,11 +6,21 @@ opened until the process (or its JVM) falls over. Here instances are capped
 then answer 404 saying so), and calls on one id are serialised by that id's lock while other
 ids proceed. Calls of a ``blocking`` family (a JVM, a search) run in a worker thread so the
 event loop keeps answering everyone else; fast families run inline, which is quicker.
+
+AgentGym's clients create an instance once and reuse its id for a whole run, with pauses as
+long as a training step. So a *reaped* id (unlike one a client closed) is recreated on its next
+``/reset``: same id, same family, a fresh env (``recreated`` counts these). A ``/step`` on it
+before that reset still answers 404 saying why, since the episode it belonged to is lost.
+
+An action the env cannot parse (``InvalidAction``, or an empty one) is by default a normal step
+whose observation is the family's in-game message, as AgentGym's servers answer it: for RL that
+message is what the agent learns from. ``strict_actions`` keeps the 422 instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import dataclasses
@@ -39,6 +49,10 @@ __all__ = ["Instance", "InstanceManager"]
 T = TypeVar("T")
 log = logging.getLogger("env_servers.instances")
 _GONE_MEMORY = 100_000  # how many closed ids keep their "why" for the 404 message
+_REVIVE_HINT = "; POST /reset with this id recreates it"
+
+# (instance, action, why the env refused it) -> the observation the agent sees instead
+InvalidObservation = Callable[["Instance", str, str], str]
 
 
 @dataclasses.dataclass(eq=False)
@@ -69,19 +83,30 @@ class InstanceManager:
                  idle_timeout_s: float = 1800.0,
                  max_action_chars: int = 16384,
                  offload: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 strict_actions: bool = False,
+                 invalid_observation: InvalidObservation | None = None) -> None:
         self.family = family
         self.max_instances = max_instances
         self.idle_timeout_s = idle_timeout_s
         self.max_action_chars = max_action_chars
         self.offload = family.blocking if offload is None else offload
         self.clock = clock
+        self.strict_actions = strict_actions
+        # The family's in-game answer to an unparseable action (routes.py sets AgentGym's);
+        # an env's own ``invalid_action_observation(action, reason)`` takes precedence.
+        self.invalid_observation = invalid_observation
         self._live: dict[int, Instance] = {}
         self._gone: collections.OrderedDict[int, str] = collections.OrderedDict()
+        # reaped ids a /reset may bring back -> the task they last had (SearchQA resets to it)
+        self._revivable: collections.OrderedDict[int, int | None] = collections.OrderedDict()
+        self._revive_lock = asyncio.Lock()
         self._next_id = 0
         self._pending = 0  # creations in flight, counted against the cap
         self._num_tasks: int | None = None
         self.reaped = 0
+        self.recreated = 0  # reaped ids brought back by a /reset
+        self.invalid_actions = 0  # unparseable actions answered in-game (not strict)
 
     # -- running env code -------------------------------------------------------------------
 
@@ -114,6 +139,13 @@ class InstanceManager:
 
     async def create(self) -> Instance:
         """A new instance with the next id; 429 when the cap is reached."""
+        env = await self._new_env()
+        instance = Instance(self._next_id, env, self.clock())
+        self._next_id += 1
+        self._live[instance.id] = instance
+        return instance
+
+    async def _new_env(self) -> TextEnv:
         if len(self._live) + self._pending >= self.max_instances:
             raise TooManyInstances(
                 f"the server holds {len(self._live)} {self.family.name} instances, its "
@@ -121,28 +153,42 @@ class InstanceManager:
                 f"idle ones to be reaped after {self.idle_timeout_s:g} s")
         self._pending += 1
         try:
-            env = await self.call(self.family.create)
+            return await self.call(self.family.create)
         finally:
             self._pending -= 1
-        instance = Instance(self._next_id, env, self.clock())
-        self._next_id += 1
-        self._live[instance.id] = instance
-        return instance
+
+    async def _revive(self, instance_id: int) -> None:
+        """Recreate a reaped id (same id, a fresh env of the family), once however many
+        resets on it arrive together."""
+        async with self._revive_lock:
+            if instance_id in self._live or instance_id not in self._revivable:
+                return  # a concurrent reset revived it, or a close forgot it meanwhile
+            env = await self._new_env()
+            data_idx = self._revivable.pop(instance_id)
+            self._gone.pop(instance_id, None)
+            self._live[instance_id] = Instance(instance_id, env, self.clock(), data_idx=data_idx)
+            self.recreated += 1
+            log.info("recreated reaped instance %d for a /reset", instance_id)
 
     def _lookup(self, instance_id: int) -> Instance:
         instance = self._live.get(instance_id)
         if instance is not None:
             return instance
         if instance_id in self._gone:
-            raise InstanceGone(f"instance {instance_id} {self._gone[instance_id]}")
+            hint = _REVIVE_HINT if instance_id in self._revivable else ""
+            raise InstanceGone(f"instance {instance_id} {self._gone[instance_id]}{hint}")
         raise UnknownInstance(f"no instance with id {instance_id}; create one with POST /create "
                               f"(ids so far: 0..{self._next_id - 1})" if self._next_id else
                               f"no instance with id {instance_id}; none was created yet "
                               "(POST /create)")
 
     @contextlib.asynccontextmanager
-    async def use(self, instance_id: int) -> AsyncIterator[Instance]:
-        """Hold ``instance_id``'s lock: calls on one id run one at a time, in arrival order."""
+    async def use(self, instance_id: int, revive: bool = False) -> AsyncIterator[Instance]:
+        """Hold ``instance_id``'s lock: calls on one id run one at a time, in arrival order.
+
+        ``revive`` (the /reset routes): a reaped id is recreated first instead of a 404."""
+        if revive and instance_id not in self._live and instance_id in self._revivable:
+            await self._revive(instance_id)
         instance = self._lookup(instance_id)
         instance.users += 1
         try:
@@ -162,12 +208,28 @@ class InstanceManager:
         async with self.use(instance_id) as instance:
             await self._retire(instance, why)
 
-    async def _retire(self, instance: Instance, why: str) -> None:
+    async def close_if_open(self, instance_id: int) -> bool:
+        """A client's ``/close``: ``True`` if it closed a live instance, ``False`` (AgentGym's
+        answer) for an id already closed, reaped or never created. A reaped id is then
+        forgotten for good: its client said it is done, so no later /reset revives it."""
+        self._revivable.pop(instance_id, None)
+        try:
+            await self.close(instance_id)
+        except (UnknownInstance, InstanceGone) as exc:
+            log.info("close found nothing to close: %s", exc)
+            return False
+        return True
+
+    async def _retire(self, instance: Instance, why: str, revivable: bool = False) -> None:
         instance.closed = why
         self._live.pop(instance.id, None)
         self._gone[instance.id] = why
         while len(self._gone) > _GONE_MEMORY:
             self._gone.popitem(last=False)
+        if revivable:
+            self._revivable[instance.id] = instance.data_idx
+            while len(self._revivable) > _GONE_MEMORY:
+                self._revivable.popitem(last=False)
         try:
             await self.call(instance.env.close)
         except Exception:  # a broken env must not keep its id alive
@@ -189,7 +251,8 @@ class InstanceManager:
             if instance.closed or instance.users or instance.last_used >= cutoff:
                 continue  # used (or closed) while an earlier one was being closed
             await self._retire(instance,
-                               f"was closed after {self.idle_timeout_s:g} s without a call")
+                               f"was closed after {self.idle_timeout_s:g} s without a call",
+                               revivable=True)
             reaped.append(instance.id)
         self.reaped += len(reaped)
         if reaped:
@@ -209,7 +272,7 @@ class InstanceManager:
 
     async def reset(self, instance_id: int, data_idx: int) -> Instance:
         self.check_data_idx(data_idx)
-        async with self.use(instance_id) as instance:
+        async with self.use(instance_id, revive=True) as instance:
             await self.begin(instance, data_idx, instance.env.reset, data_idx)
             return instance
 
@@ -222,7 +285,11 @@ class InstanceManager:
         instance.done, instance.reward, instance.score = False, 0.0, 0.0
 
     async def step(self, instance_id: int, action: str) -> tuple[Instance, StepResult]:
-        if not action.strip():
+        """Apply ``action``; an unparseable one is an in-game answer unless ``strict_actions``
+        (``result.info["invalid_action"]`` marks it). Over ``max_action_chars`` is always 422:
+        that is the server's limit, not the game's grammar."""
+        empty = not action.strip()
+        if empty and self.strict_actions:
             raise BadAction("action is empty (or only whitespace)")
         if len(action) > self.max_action_chars:
             raise BadAction(f"action is {len(action)} characters long; this server takes at "
@@ -232,11 +299,35 @@ class InstanceManager:
             if instance.done:
                 raise EpisodeFinished(f"instance {instance_id} finished its episode (task "
                                       f"{instance.data_idx}); reset it before stepping")
-            result = await self.call(instance.env.step, action)
+            try:
+                if empty:
+                    raise BadAction("action is empty (or only whitespace)")
+                result = await self.call(instance.env.step, action)
+            except BadAction as exc:
+                if self.strict_actions:
+                    raise
+                result = await self._invalid_step(instance, action, str(exc))
             instance.observation = result.observation
             instance.done, instance.reward, instance.score = (result.done, result.reward,
                                                               result.score)
             return instance, result
+
+    async def _invalid_step(self, instance: Instance, action: str, reason: str) -> StepResult:
+        """The in-game answer to an action the env refused: nothing changes in the world."""
+        hook = getattr(instance.env, "invalid_action_observation", None)
+        if callable(hook):
+            observation = str(await self.call(hook, action, reason))
+        elif self.invalid_observation is not None:
+            observation = self.invalid_observation(instance, action, reason)
+        else:
+            observation = reason
+        self.invalid_actions += 1
+        log.debug("instance %d: invalid action %r answered in-game (%s)", instance.id, action[:80],
+                  reason)
+        return StepResult(observation, 0.0, False, instance.score, {
+            "invalid_action": True,
+            "reason": reason
+        })
 
     def require_reset(self, instance: Instance) -> None:
         if not instance.started:
@@ -257,6 +348,23 @@ class InstanceManager:
             if view is None:
                 raise UnknownView(f"{self.family.name} instances offer no {name!r} view")
             return await self.call(view)
+
+    async def render(self, instance_id: int) -> Any:
+        """The env's picture (AgentGym's BabyAI ``/render``: a ``data:image/png;base64,`` URL)
+        from its ``render()``; ``UnknownView`` when the family draws none."""
+        async with self.use(instance_id) as instance:
+            self.require_reset(instance)
+            draw = getattr(instance.env, "render", None)
+            if not callable(draw):
+                raise UnknownView(f"{self.family.name} instances cannot render: only families "
+                                  "whose env has a render() method (babyai) answer POST /render")
+            try:
+                picture = await self.call(draw)
+            except NotImplementedError as exc:
+                raise UnknownView(f"{self.family.name} instances cannot render: {exc}") from exc
+            if isinstance(picture, bytes | bytearray):  # PNG bytes: AgentGym's data URL
+                return "data:image/png;base64," + base64.b64encode(picture).decode("ascii")
+            return picture
 
 
 def _reset_info(env: TextEnv) -> dict[str, Any]:

@@ -5,7 +5,11 @@ Routes, request fields and response fields are those of AgentGym's servers
 SixPlusSeven67/AgentGym ``agentenv-searchqa``), so an AgentGym client works unchanged. Unknown
 request fields are ignored, as there (AgentGym's TextCraft client sends ``minecraft_dir``).
 What differs is failure: a 4xx status with ``{"detail": "<message>"}`` instead of HTTP 200
-with ``{"error": ...}``.
+with ``{"error": ...}``. Three answers follow AgentGym's on purpose, because its clients
+assert status 200 on every call and a rollout would die on anything else: an unparseable
+action is a step whose observation is the family's in-game message (``INVALID_ACTION``; the
+step's ``info`` says ``invalid_action``; ``strict_actions`` keeps a 422), ``/close`` of an id
+that is already gone answers ``false``, and ``/reset`` recreates a reaped id.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Query
 from pydantic import BaseModel, Field
 
+from env_servers.envs.base import StepResult
 from env_servers.errors import ApiError
-from env_servers.instances import Instance, InstanceManager
+from env_servers.instances import Instance, InstanceManager, InvalidObservation
 
-__all__ = ["ROUTES", "add_family_routes"]
+__all__ = ["INVALID_ACTION", "ROUTES", "add_family_routes"]
 
 _ID = Field(ge=0, description="instance id from /create")
 _ID_QUERY = Query(ge=0, description="instance id from /create")
@@ -49,14 +54,24 @@ class BabyAIReset(BaseModel):
     done: bool
 
 
+_INFO = Field(default=None,
+              description='only on an action the game did not understand: {"invalid_action": '
+              'true, "reason": ...} (AgentGym\'s clients ignore it)')
+
+
 class BabyAIStep(BaseModel):
     observation: str
     reward: float
     score: float
     done: bool
+    info: dict[str, Any] | None = _INFO
 
 
-class BabyAIObservation(BabyAIStep):
+class BabyAIObservation(BaseModel):
+    observation: str
+    reward: float
+    score: float
+    done: bool
     deleted: bool
 
 
@@ -81,6 +96,7 @@ class TextCraftStep(BaseModel):
     observation: str
     reward: float
     done: bool
+    info: dict[str, Any] | None = _INFO
 
 
 class TextCraftDetail(BaseModel):
@@ -124,7 +140,7 @@ class SearchQAStep(BaseModel):
     observation: str
     reward: float
     done: bool
-    info: None = None
+    info: dict[str, Any] | None = _INFO  # AgentGym's is always null
 
 
 class SearchQACloseBody(BaseModel):
@@ -138,6 +154,47 @@ class MissingField(ApiError):
     status = 422
 
 
+# -- the in-game answer to an action the game does not understand (AgentGym's wording) -----
+
+_BABYAI_ACTIONS = "\nAvailable actions: ["
+
+
+def _babyai_invalid(instance: Instance, action: str, reason: str) -> str:
+    # agentenv-babyai: "" -> "No change in state.", else "not recognized"; then the action list
+    # of the last observation, which the action did not change.
+    message = ("No change in state." if not action.strip() else
+               "The action is not recognized. Please check valid actions.")
+    last = instance.observation
+    at = last.rfind(_BABYAI_ACTIONS)
+    return message + (last[at:] if at >= 0 else "")
+
+
+def _textcraft_invalid(instance: Instance, action: str, reason: str) -> str:
+    return f"Could not execute {action}"  # agentenv-textcraft's ActionFailed, verbatim
+
+
+_SEARCHQA_INVALID = (
+    "Your previous action is invalid. If you want to search, you should put the query between "
+    "<search> and </search>. If you want to give the final answer, you should put the answer "
+    "between <answer> and </answer>. Please try again.")
+
+
+def _searchqa_invalid(instance: Instance, action: str, reason: str) -> str:
+    return _SEARCHQA_INVALID
+
+
+def _sciworld_invalid(instance: Instance, action: str, reason: str) -> str:
+    return reason  # ScienceWorld's own parser message (its Java exception, named)
+
+
+INVALID_ACTION: dict[str, InvalidObservation] = {
+    "babyai": _babyai_invalid,
+    "textcraft": _textcraft_invalid,
+    "searchqa": _searchqa_invalid,
+    "sciworld": _sciworld_invalid,
+}
+
+
 def _common(app: FastAPI, m: InstanceManager, greeting: str) -> None:
 
     @app.get("/", summary="What this server is (AgentGym's greeting)")
@@ -147,10 +204,30 @@ def _common(app: FastAPI, m: InstanceManager, greeting: str) -> None:
 
 def _close_route(app: FastAPI, m: InstanceManager) -> None:
 
-    @app.post("/close", summary="Close an instance; its id then answers 404")
+    @app.post("/close",
+              summary="Close an instance: true; false (AgentGym's answer) when the id is "
+              "already closed, reaped or unknown")
     async def close(body: IdBody) -> bool:
-        await m.close(body.id)
-        return True
+        return await m.close_if_open(body.id)
+
+    _render_route(app, m)
+
+
+def _render_route(app: FastAPI, m: InstanceManager) -> None:
+
+    @app.post("/render",
+              summary="The instance's picture, a data:image/png;base64 URL (AgentGym's BabyAI "
+              "/render); 404 naming the family where it draws none")
+    async def render(body: SearchQACloseBody) -> Any:
+        return await m.render(_target(body))
+
+
+def _target(body: SearchQACloseBody) -> int:
+    """The instance a body names: SearchQA's ``env_idx`` when given, else ``id``."""
+    target = body.env_idx if body.env_idx is not None else body.id
+    if target is None:
+        raise MissingField("body needs id (SearchQA: env_idx): the instance")
+    return target
 
 
 def _extra_routes(app: FastAPI, m: InstanceManager, names: tuple[str, ...]) -> None:
@@ -183,10 +260,16 @@ def _babyai(app: FastAPI, m: InstanceManager) -> None:
                            deleted=False,
                            done=i.done)
 
-    @app.post("/step", summary="Take an action; reward is this step's, score the episode's")
+    @app.post("/step",
+              summary="Take an action; reward is this step's, score the episode's",
+              response_model_exclude_none=True)
     async def step(body: StepBody) -> BabyAIStep:
-        i, _ = await m.step(body.id, body.action)
-        return BabyAIStep(observation=i.observation, reward=i.reward, score=i.score, done=i.done)
+        i, result = await m.step(body.id, body.action)
+        return BabyAIStep(observation=i.observation,
+                          reward=i.reward,
+                          score=i.score,
+                          done=i.done,
+                          info=_invalid_info(result))
 
     @app.get("/observation", summary="Goal, current view and available actions")
     async def observation(id: int = _ID_QUERY) -> BabyAIObservation:
@@ -239,10 +322,13 @@ def _textcraft(app: FastAPI, m: InstanceManager) -> None:
     async def reset(body: TextCraftResetBody) -> TextCraftState:
         return _textcraft_state(await m.reset(body.id, body.data_idx))
 
-    @app.post("/step", summary="get / craft / inventory")
+    @app.post("/step", summary="get / craft / inventory", response_model_exclude_none=True)
     async def step(body: StepBody) -> TextCraftStep:
-        i, _ = await m.step(body.id, body.action)
-        return TextCraftStep(observation=i.observation, reward=i.reward, done=i.done)
+        i, result = await m.step(body.id, body.action)
+        return TextCraftStep(observation=i.observation,
+                             reward=i.reward,
+                             done=i.done,
+                             info=_invalid_info(result))
 
     @app.get("/observation", summary="The last observation")
     async def observation(id: int = _ID_QUERY) -> str:
@@ -269,7 +355,7 @@ def _sciworld(app: FastAPI, m: InstanceManager) -> None:
 
     @app.post("/reset", summary="Load task data_idx (task x variation) and look around")
     async def reset(body: ResetBody) -> SciWorldReset:
-        async with m.use(body.id) as i:
+        async with m.use(body.id, revive=True) as i:
             m.check_data_idx(body.data_idx)
             await m.begin(i, body.data_idx, i.env.reset, body.data_idx)
             info = dict(i.reset_info)
@@ -285,10 +371,16 @@ def _sciworld(app: FastAPI, m: InstanceManager) -> None:
                              deleted=False,
                              done=bool(info.get("done", i.done)))
 
-    @app.post("/step", summary="Any text; ScienceWorld answers what it cannot parse")
+    @app.post("/step",
+              summary="Any text; ScienceWorld answers what it cannot parse",
+              response_model_exclude_none=True)
     async def step(body: StepBody) -> SciWorldStep:
-        i, _ = await m.step(body.id, body.action)
-        return SciWorldStep(observation=i.observation, reward=i.reward, score=i.score, done=i.done)
+        i, result = await m.step(body.id, body.action)
+        return SciWorldStep(observation=i.observation,
+                            reward=i.reward,
+                            score=i.score,
+                            done=i.done,
+                            info=_invalid_info(result))
 
     @app.get("/observation", summary="The last observation")
     async def observation(id: int = _ID_QUERY) -> str:
@@ -319,7 +411,7 @@ def _searchqa(app: FastAPI, m: InstanceManager) -> None:
               summary="Start question id (or restart the current one); answers "
               "the bare prompt")
     async def reset(body: SearchQAResetBody) -> str:
-        async with m.use(body.env_idx) as i:
+        async with m.use(body.env_idx, revive=True) as i:
             data_idx = i.data_idx if body.id is None else body.id
             if data_idx is None:
                 raise MissingField("id is required: this instance has no question yet")
@@ -329,8 +421,11 @@ def _searchqa(app: FastAPI, m: InstanceManager) -> None:
 
     @app.post("/step", summary="<search>query</search> or <answer>answer</answer>")
     async def step(body: SearchQAStepBody) -> SearchQAStep:
-        i, _ = await m.step(body.env_idx, body.action)
-        return SearchQAStep(observation=i.observation, reward=i.reward, done=i.done)
+        i, result = await m.step(body.env_idx, body.action)
+        return SearchQAStep(observation=i.observation,
+                            reward=i.reward,
+                            done=i.done,
+                            info=_invalid_info(result))
 
     @app.get("/observation", summary="The question prompt (bare string)")
     async def observation(env_idx: int = Query(ge=0, description="instance id")) -> str:
@@ -340,11 +435,9 @@ def _searchqa(app: FastAPI, m: InstanceManager) -> None:
               summary="Close an instance; AgentGym's client sends env_idx, its "
               "server reads id: both work")
     async def close(body: SearchQACloseBody) -> bool:
-        target = body.env_idx if body.env_idx is not None else body.id
-        if target is None:
-            raise MissingField("body needs env_idx (or id): the instance to close")
-        await m.close(target)
-        return True
+        return await m.close_if_open(_target(body))
+
+    _render_route(app, m)
 
 
 ROUTES: dict[str, Callable[[FastAPI, InstanceManager], None]] = {
@@ -355,10 +448,16 @@ ROUTES: dict[str, Callable[[FastAPI, InstanceManager], None]] = {
 }
 
 
+def _invalid_info(result: StepResult) -> dict[str, Any] | None:
+    return result.info if result.info.get("invalid_action") else None
+
+
 def add_family_routes(app: FastAPI, manager: InstanceManager) -> None:
-    """Register the wire format of ``manager.family`` on ``app``."""
-    try:
-        ROUTES[manager.family.name](app, manager)
-    except KeyError:
-        raise ValueError(f"no wire format for family {manager.family.name!r}; "
-                         f"known: {', '.join(ROUTES)}") from None
+    """Register the wire format of ``manager.family`` on ``app`` (and its in-game answer to an
+    unparseable action, unless the manager was given one)."""
+    name = manager.family.name
+    if name not in ROUTES:
+        raise ValueError(f"no wire format for family {name!r}; known: {', '.join(ROUTES)}")
+    if manager.invalid_observation is None:
+        manager.invalid_observation = INVALID_ACTION.get(name)
+    ROUTES[name](app, manager)

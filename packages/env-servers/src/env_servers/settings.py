@@ -59,6 +59,12 @@ class ServeConfig:
             "help": "where env calls run: auto (threads for blocking families such as "
                     "sciworld and searchqa), thread, inline"
         })
+    strict_actions: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "answer an empty or unparseable action with 422 instead of AgentGym's "
+                    "in-game message (HTTP 200, counted in /health's invalid_actions)"
+        })
     access_log: bool = dataclasses.field(default=False,
                                          metadata={"help": "log every request (costs throughput)"})
     log_level: str = "info"

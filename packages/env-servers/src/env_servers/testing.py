@@ -16,7 +16,22 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["free_port", "server_process", "server_thread", "wait_healthy"]
+__all__ = ["ManualClock", "free_port", "server_process", "server_thread", "wait_healthy"]
+
+
+class ManualClock:
+    """A clock that stands still until ``advance``: give it to an ``InstanceManager`` (``app.
+    state.manager.clock``) and a "long idle pause" is one call, with no real waiting, while
+    the reaper's own loop keeps its real interval."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def free_port() -> int:
