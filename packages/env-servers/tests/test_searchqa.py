@@ -126,6 +126,25 @@ def test_malformed_actions_are_refused(fam: SearchQAFamily, action: str) -> None
     assert not env.step("<search>island</search>").done  # the episode goes on
 
 
+def test_invalid_action_observation_is_agentgyms(fam: SearchQAFamily) -> None:
+    env = fam.create()
+    env.reset(0)
+    for action in ("fly away", "Action: search for it", ""):
+        if action:
+            with pytest.raises(InvalidAction):
+                env.step(action)
+        assert env.invalid_action_observation(action, "no tag") == (
+            "Your previous action is invalid. If you want to search, you should put the query "
+            "between <search> and </search>. If you want to give the final answer, you should put "
+            "the answer between <answer> and </answer>. Please try again.")
+    with pytest.raises(InvalidAction, match="empty"):
+        env.step("<search> </search>")
+    assert env.invalid_action_observation(
+        "<search> </search>",
+        "empty").startswith("Your search query is empty. Your previous action is invalid.")
+    assert env.step("<answer> nobody </answer>").done is False  # the question is still open
+
+
 def test_action_parsing_rules() -> None:
     assert parse_action("<answer>a</answer> then <search>q</search>") == ("answer", "a")
     assert parse_action("<search>q</search> <answer>a</answer>") == ("search", "q")

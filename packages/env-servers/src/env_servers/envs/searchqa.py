@@ -4,8 +4,9 @@ The agent writes ``<search>query</search>`` and gets the ``top_k`` passages back
 ``<information>Doc 1(Title: …) …</information>``, or ``<answer>…</answer>``, scored by exact
 match after SQuAD normalisation (lower case, no punctuation or articles). A correct answer
 ends the episode with reward 1; a wrong one earns 0 and, as in AgentGym, the agent may try
-again (``end_on_wrong_answer=True`` ends the episode instead). Text with neither tag raises
-``InvalidAction`` (AgentGym answers it with an "invalid action" observation instead).
+again (``end_on_wrong_answer=True`` ends the episode instead). Text with neither tag (or an
+empty query) raises ``InvalidAction``; the server's in-game answer to it is AgentGym's
+(``invalid_action_observation``: ``AGENTGYM_INVALID``).
 
 Retrieval is BM25 (``bm25s``), built once per family and shared read-only by every instance:
 ``BM25Index.search`` keeps no state between calls, so it is safe from many threads at once.
@@ -47,6 +48,7 @@ from env_servers.envs.base import EnvFamily, InvalidAction, StepResult, TaskOutO
 from trainyard_core.io import atomic_write_text
 
 __all__ = [
+    "AGENTGYM_INVALID",
     "DEFAULT_PROMPT",
     "BM25Index",
     "QAItem",
@@ -72,6 +74,11 @@ DEFAULT_PROMPT = (
 INVALID_MESSAGE = (
     "The action is invalid: put a search query between <search> and </search>, or the final "
     "answer between <answer> and </answer>.")
+# agentenv-searchqa's observation for a reply with neither tag, verbatim
+AGENTGYM_INVALID = (
+    "Your previous action is invalid. If you want to search, you should put the query between "
+    "<search> and </search>. If you want to give the final answer, you should put the answer "
+    "between <answer> and </answer>. Please try again.")
 _ACTION = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _FINGERPRINT = "trainyard_corpus.json"
@@ -319,6 +326,14 @@ class SearchQAInstance(TextEnv):
                 "searches": self._searches
             },
         )
+
+    def invalid_action_observation(self, action: str, reason: str) -> str:
+        """agentenv-searchqa's answer to a reply with neither tag (``AGENTGYM_INVALID``); an
+        empty query, which AgentGym would search for, is told so first."""
+        match = _ACTION.search(action)
+        if match is not None and match.group(1) == "search" and not match.group(2).strip():
+            return "Your search query is empty. " + AGENTGYM_INVALID
+        return AGENTGYM_INVALID
 
     def observation(self) -> str:
         """The question prompt (AgentGym's ``/observation``), whatever has happened since."""
