@@ -127,10 +127,11 @@ class InstanceManager:
         return self._num_tasks
 
     def check_data_idx(self, data_idx: int) -> None:
-        if not 0 <= data_idx < self.num_tasks():
-            raise TaskOutOfRangeError(
-                f"data_idx {data_idx} is out of range: {self.family.name} has task ids "
-                f"0..{self.num_tasks() - 1}")
+        """The family decides (BabyAI and TextCraft wrap large ids as AgentGym does); 422."""
+        try:
+            self.family.check_data_idx(data_idx)
+        except TaskOutOfRange as exc:
+            raise TaskOutOfRangeError(str(exc)) from exc
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -314,9 +315,9 @@ class InstanceManager:
 
     async def _invalid_step(self, instance: Instance, action: str, reason: str) -> StepResult:
         """The in-game answer to an action the env refused: nothing changes in the world."""
-        hook = getattr(instance.env, "invalid_action_observation", None)
-        if callable(hook):
-            observation = str(await self.call(hook, action, reason))
+        if _overrides(instance.env, "invalid_action_observation"):
+            observation = str(await self.call(instance.env.invalid_action_observation, action,
+                                              reason))
         elif self.invalid_observation is not None:
             observation = self.invalid_observation(instance, action, reason)
         else:
@@ -365,6 +366,13 @@ class InstanceManager:
             if isinstance(picture, bytes | bytearray):  # PNG bytes: AgentGym's data URL
                 return "data:image/png;base64," + base64.b64encode(picture).decode("ascii")
             return picture
+
+
+def _overrides(env: TextEnv, method: str) -> bool:
+    """Whether ``env``'s class gives its own ``method`` (the base's default is a fallback that
+    the family's wording in routes.py beats)."""
+    own = getattr(type(env), method, None)
+    return callable(own) and own is not getattr(TextEnv, method, None)
 
 
 def _reset_info(env: TextEnv) -> dict[str, Any]:
