@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import httpx
 import pytest
 import torch
 
-from env_servers.agents import INSTRUCTIONS, TransformersAgent, initial_messages
-from env_servers.client import EnvClient
-from env_servers.eval import EvalConfig, build_parser, main
+from env_servers.agents import INSTRUCTIONS, Agent, Message, TransformersAgent, initial_messages
+from env_servers.client import AsyncEnvClient, EnvClient
+from env_servers.eval import EvalConfig, build_parser, main, run_episode
 from trainyard_core.cli import config_from_args, parse_args
 
 torch.set_num_threads(1)
@@ -281,3 +282,25 @@ def test_progress_follows_the_log_level(babyai_url: str, tmp_path: Path,
     out, err = capsys.readouterr()
     assert err == ""
     assert "success_rate" in out and "run directory" in out
+
+
+class _FlyAway(Agent):
+    """Replies with an action no BabyAI world has."""
+
+    name = "fly-away"
+
+    def act(self, messages: Sequence[Message]) -> str:
+        return "Thought: up.\nAction: fly away"
+
+
+def test_in_game_answers_to_bad_actions_are_counted(babyai_url: str) -> None:
+    # The server answers an unparseable action in-game (200) by default; the runner still
+    # counts it as the agent's invalid action instead of a normal step.
+    async def one() -> dict[str, Any]:
+        async with AsyncEnvClient(babyai_url, "babyai") as client:
+            return await run_episode(client, _FlyAway("babyai"), "babyai", 0, max_rounds=3)
+
+    record = asyncio.run(one())
+    assert record["error"] is None
+    assert record["invalid_actions"] == 3
+    assert "not recognized" in record["steps"][0]["observation"]

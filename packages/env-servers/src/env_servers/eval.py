@@ -160,8 +160,8 @@ def _reward(env: str, result: StepResult) -> float:
 
 
 def _bad_action(exc: EnvServerError) -> bool:
-    # Our servers refuse unparseable actions with 422 and a string detail; request validation
-    # errors are also 422 but carry a list, and mean a client bug, not an agent's mistake.
+    # Servers in strict mode refuse unparseable actions with 422 and a string detail; request
+    # validation errors are also 422 but carry a list, and mean a client bug, not the agent's.
     return exc.status == 422 and isinstance(exc.detail, str)
 
 
@@ -206,6 +206,8 @@ async def run_episode(client: AsyncEnvClient, agent: Agent, env: str, data_idx: 
                     record["invalid_actions"] += 1
                 else:
                     observation = result.observation
+                    # By default the server answers an unparseable action in-game (200).
+                    record["invalid_actions"] += int(result.invalid_action)
                     record["reward"] = _reward(env, result)
                     record["score"] = result.score
                     record["done"] = result.done
