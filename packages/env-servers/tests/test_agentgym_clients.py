@@ -27,7 +27,7 @@ import requests
 
 from env_servers.app import create_app
 from env_servers.settings import ServeConfig
-from env_servers.testing import ManualClock, server_thread
+from env_servers.testing import ManualClock, craft_plan, server_thread
 
 TIMEOUT = 30
 
@@ -220,37 +220,11 @@ def _babyai_win(client: BabyAIClient) -> list[str]:
     return ["Thought:\nThe red ball is there.\n\nAction:\ngo to red ball 1"]
 
 
-def _craft_plan(commands: str, goal: str) -> list[str]:
-    """Actions that craft ``goal`` from the recipe lines, getting what no line makes."""
-    recipes: dict[str, tuple[int, list[tuple[int, str]]]] = {}
-    for line in commands.splitlines():
-        if not line.startswith("craft "):
-            continue
-        out, _, ins = line.removeprefix("craft ").partition(" using ")
-        count, _, item = out.partition(" ")
-        parts = (part.strip().partition(" ") for part in ins.split(","))
-        recipes.setdefault(item, (int(count), [(int(c), i) for c, _, i in parts]))
-    plan: list[str] = []
-
-    def obtain(item: str, amount: int) -> None:
-        if item not in recipes:
-            plan.append(f"get {amount} {item}")
-            return
-        makes, inputs = recipes[item]
-        for _ in range(-(-amount // makes)):
-            for count, name in inputs:
-                obtain(name, count)
-            plan.append(f"craft {makes} {item} using " + ", ".join(f"{c} {n}" for c, n in inputs))
-
-    obtain(goal, 1)
-    return plan
-
-
 def _textcraft_win(client: TextCraftClient) -> list[str]:
     client.reset(0)
     commands = str(client._get("commands"))
     goal = str(client._get("goal")).removeprefix("minecraft:").replace("_", " ")
-    return [f"Thought: next step.\nAction: {a}" for a in _craft_plan(commands, goal)]
+    return [f"Thought: next step.\nAction: {a}" for a in craft_plan(commands, goal)]
 
 
 def _searchqa_golden(data_idx: int) -> str:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from env_servers.app import create_app
 from env_servers.envs.base import EnvFamily, StepResult, TextEnv
 from env_servers.settings import ServeConfig
-from env_servers.testing import ManualClock, server_thread
+from env_servers.testing import ManualClock, craft_plan, server_thread
 
 
 @pytest.fixture(scope="module")
@@ -89,32 +89,6 @@ def test_babyai_cycle_has_agentgym_fields(babyai: str) -> None:
     assert gone.status_code == 404 and f"instance {env_id} was closed" in gone.json()["detail"]
 
 
-def _craft_plan(commands: str, goal: str) -> list[str]:
-    """Actions that craft ``goal`` from the recipe lines, getting what no line makes (enough for
-    tasks whose recipes name concrete items)."""
-    recipes = {}
-    for line in commands.splitlines():
-        out, _, ins = line.removeprefix("craft ").partition(" using ")
-        count, _, item = out.partition(" ")
-        recipes[item] = (int(count), [
-            (int(c), i) for c, _, i in (part.strip().partition(" ") for part in ins.split(","))
-        ])
-    plan: list[str] = []
-
-    def obtain(item: str, amount: int) -> None:
-        if item not in recipes:
-            plan.append(f"get {amount} {item}")
-            return
-        makes, inputs = recipes[item]
-        for _ in range(-(-amount // makes)):
-            for count, name in inputs:
-                obtain(name, count)
-            plan.append(f"craft {makes} {item} using " + ", ".join(f"{c} {n}" for c, n in inputs))
-
-    obtain(goal, 1)
-    return plan
-
-
 def test_textcraft_cycle_has_agentgym_fields(textcraft: str) -> None:
     assert _get(textcraft, "/") == "This is environment TextCraft."
     # AgentGym's TextCraft client sends these three fields to /create
@@ -142,7 +116,7 @@ def test_textcraft_cycle_has_agentgym_fields(textcraft: str) -> None:
         "reward": 0,
         "done": False
     }
-    for action in _craft_plan(commands, "birch planks"):
+    for action in craft_plan(commands, "birch planks"):
         step = _post(textcraft, "/step", {"id": env_id, "action": action})
     assert step == {"observation": "Crafted 4 minecraft:birch_planks", "reward": 1, "done": True}
     detail = _get(textcraft, "/detail", id=env_id)
@@ -172,7 +146,7 @@ def test_textcraft_tasks_are_solvable_over_http(textcraft: str) -> None:
     for data_idx in (0, 1, 3, 10, 40):
         _post(textcraft, "/reset", {"id": env_id, "data_idx": data_idx})
         goal = _get(textcraft, "/goal", id=env_id).removeprefix("minecraft:").replace("_", " ")
-        for action in _craft_plan(_get(textcraft, "/commands", id=env_id), goal):
+        for action in craft_plan(_get(textcraft, "/commands", id=env_id), goal):
             step = _post(textcraft, "/step", {"id": env_id, "action": action})
         assert step["done"] and step["reward"] == 1, (data_idx, step)
     _post(textcraft, "/close", {"id": env_id})

@@ -16,7 +16,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["ManualClock", "free_port", "server_process", "server_thread", "wait_healthy"]
+__all__ = [
+    "ManualClock", "craft_plan", "free_port", "server_process", "server_thread", "wait_healthy"
+]
 
 
 class ManualClock:
@@ -100,3 +102,31 @@ def server_process(args: Sequence[str] = (), port: int | None = None,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def craft_plan(commands: str, goal: str) -> list[str]:
+    """The TextCraft actions (``get``/``craft``) that make ``goal`` from a game's crafting
+    commands: each item by its first listed recipe, inputs first, depth first. Tests drive
+    games to a win with it."""
+    recipes: dict[str, tuple[int, list[tuple[int, str]]]] = {}
+    for line in commands.splitlines():
+        if not line.startswith("craft "):
+            continue
+        out, _, ins = line.removeprefix("craft ").partition(" using ")
+        count, _, item = out.partition(" ")
+        parts = (part.strip().partition(" ") for part in ins.split(","))
+        recipes.setdefault(item, (int(count), [(int(c), i) for c, _, i in parts]))
+    plan: list[str] = []
+
+    def obtain(item: str, amount: int) -> None:
+        if item not in recipes:
+            plan.append(f"get {amount} {item}")
+            return
+        makes, inputs = recipes[item]
+        for _ in range(-(-amount // makes)):
+            for count, name in inputs:
+                obtain(name, count)
+            plan.append(f"craft {makes} {item} using " + ", ".join(f"{c} {n}" for c, n in inputs))
+
+    obtain(goal, 1)
+    return plan
